@@ -1,0 +1,1 @@
+"""edgekit.export: one module per target format, quantization, parity validation (TensorFlow imported lazily)."""

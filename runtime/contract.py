@@ -1,0 +1,32 @@
+"""The preprocessing contract, written once: what the model sees.
+
+MNIST images are uint8 28x28, ink bright on black. The model takes float32 (N, 28, 28, 1) in [0, 1],
+i.e. ``x * PIXEL_SCALE + PIXEL_OFFSET``. Training (edgekit.toolkit) and the device (edgekit.runtime) both
+import this module, so they cannot drift apart. numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IMAGE_SIZE = 28
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+NUM_CLASSES = 10
+LABELS = tuple(str(d) for d in range(NUM_CLASSES))
+PIXEL_SCALE = 1.0 / 255.0
+PIXEL_OFFSET = 0.0
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+INPUT_LAYOUT = "NHWC"
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 images (28, 28), (N, 28, 28) or (N, 28, 28, 1) -> float32 (N, 28, 28, 1) in [0, 1]."""
+    x = np.asarray(images)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[1:] != INPUT_SHAPE:
+        raise ValueError(f"expected images of shape (N, 28, 28[, 1]), got {np.asarray(images).shape}")
+    return x.astype(np.float32) * np.float32(PIXEL_SCALE) + np.float32(PIXEL_OFFSET)

@@ -1,0 +1,57 @@
+"""edgekit's errors: one small hierarchy, each class carrying the CLI exit code it maps to.
+
+Library code raises these; only the CLI turns them into a one-line message and an exit code.
+The module lives in the runtime (TensorFlow-free) so every part of edgekit can import it.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # a check ran and failed (validate's parity thresholds)
+EXIT_BAD_INPUT = 2  # bad input or usage: missing/corrupt files, wrong options
+EXIT_ENVIRONMENT = 3  # the machine cannot do it: no camera, missing package, disk full
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class EdgekitError(Exception):
+    """Base class. The message is one line that says what is wrong and what to do."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class DataError(EdgekitError):
+    """A data file is missing, malformed or not what MNIST should be."""
+
+
+class ModelLoadError(EdgekitError):
+    """A model file is missing, corrupt, unsafe or of an unknown format."""
+
+
+class OptionsError(EdgekitError):
+    """An option or combination of options is not valid."""
+
+
+class ExportError(EdgekitError):
+    """A converter failed or an artifact could not be written."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class ParityError(EdgekitError):
+    """An exported model does not match the reference within the thresholds."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class CameraError(EdgekitError):
+    """A camera could not be opened or stopped delivering frames."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class BackendMissingError(EdgekitError):
+    """The inference backend for a model format is not installed."""
+
+    exit_code = EXIT_ENVIRONMENT
+

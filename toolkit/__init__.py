@@ -1,0 +1,1 @@
+"""edgekit.toolkit: data, training, reports and the command line."""

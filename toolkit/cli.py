@@ -1,0 +1,96 @@
+"""The `edgekit` command line: one Typer app, one command per verb.
+
+Each area registers its commands in its own module (cli_train, cli_export, cli_validate, cli_runtime) with
+the ``command`` decorator below, which turns edgekit's errors into one line on stderr and the documented
+exit code. Nothing here imports TensorFlow: commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Callable
+
+import typer
+
+from edgekit.runtime.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EdgekitError
+
+EXIT_INTERNAL = 4  # a bug in edgekit: one line, EDGEKIT_DEBUG=1 shows the traceback
+
+app = typer.Typer(
+    name="edgekit",
+    help="Train the MNIST CNN, export it to TFLite and ONNX, prove parity, and run it on a camera.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"edgekit {version('edgekit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print edgekit's version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Train the MNIST CNN, export it to TFLite and ONNX, prove parity, and run it on a camera."""
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``edgekit: error: message`` on stderr and return the Exit to raise."""
+    typer.echo(f"edgekit: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def command(*args, **kwargs) -> Callable:
+    """``@app.command`` that maps edgekit's errors (and Ctrl-C, OS errors) to one line and an exit code."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except (typer.Exit, typer.Abort):
+                raise
+            except EdgekitError as e:
+                raise fail(str(e), e.exit_code) from None
+            except KeyboardInterrupt:
+                raise fail("interrupted", EXIT_INTERRUPTED) from None
+            except MemoryError:
+                raise fail("out of memory; try a smaller --batch-size or --limit", EXIT_ENVIRONMENT) from None
+            except OSError as e:
+                where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+                raise fail(f"{where}{e.strerror or e}", EXIT_ENVIRONMENT) from None
+            except Exception as e:
+                if os.environ.get("EDGEKIT_DEBUG"):
+                    raise
+                line = (str(e) or type(e).__name__).splitlines()[0]
+                raise fail(
+                    f"internal error: {type(e).__name__}: {line} (rerun with EDGEKIT_DEBUG=1 for the traceback)",
+                    EXIT_INTERNAL,
+                ) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="edgekit")
+
+
+# Register every area's commands (each module imports only typer and edgekit at the top).
+from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime  # noqa: E402,F401
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
