@@ -1,1 +1,172 @@
-"""edgekit.export: one module per target format, quantization, parity validation (TensorFlow imported lazily)."""
+"""edgekit.export: one module per target format, quantization, parity validation (TensorFlow imported lazily).
+
+``export_model(model_path, out_dir, formats=("tflite",), quantizations=None, ...)`` checks every option
+against the format table (``formats.py``) before any work starts, loads the Keras model with
+``safe_mode=True``, then produces each artifact through its format's ``export`` (found in ``EXPORTERS``).
+
+All-or-nothing: artifacts are staged in a hidden folder inside ``out_dir`` and only renamed into place,
+followed by ``manifest.json`` (atomically), once every requested artifact has been produced and re-read by its
+runtime. A converter failure or Ctrl-C removes the staging folder, so the output folder is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from edgekit.export import formats as _formats
+from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
+from edgekit.export.formats import FORMATS, Quantization, Target, plan
+from edgekit.export.manifest import MANIFEST_NAME, Artifact, Manifest, merge, read_manifest, write_manifest
+from edgekit.export.options import DEFAULT_OPSET, ExportContext, ExportOptions
+from edgekit.runtime import contract
+from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError
+
+__all__ = ["export_model", "Artifact", "Manifest", "ExportOptions", "Quantization", "FORMATS", "plan", "load_keras_model",
+           "MANIFEST_NAME", "EXPORTERS"]
+
+
+def _tflite_export(*a, **kw):
+    from edgekit.export import tflite
+
+    return tflite.export(*a, **kw)
+
+
+def _onnx_export(*a, **kw):
+    from edgekit.export import onnx
+
+    return onnx.export(*a, **kw)
+
+
+# One small table: format name -> that format's export(model, out, quantization, context) -> (inputs, outputs).
+EXPORTERS: dict[str, Callable] = {"tflite": _tflite_export, "onnx": _onnx_export}
+
+
+def load_keras_model(model_path: str | os.PathLike):
+    """Load a ``.keras`` file with ``safe_mode=True`` and check it is the MNIST classifier edgekit exports."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file; pass --model RUN/model.keras (train one with edgekit train)")
+    if path.suffix != ".keras":
+        raise ModelLoadError(f"{path}: not a .keras file; edgekit exports models saved by edgekit train (model.keras)")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # keras raises ValueError, OSError, zipfile errors, ... for a bad file
+        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
+        raise ModelLoadError(f"{path}: cannot load the Keras model ({type(e).__name__}: {line})") from None
+    try:
+        in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        raise ModelLoadError(f"{path}: the model has no single input and output; edgekit exports the MNIST CNN") from None
+    if in_shape[1:] != contract.INPUT_SHAPE or out_shape[1:] != (contract.NUM_CLASSES,):
+        raise ModelLoadError(
+            f"{path}: model input {in_shape} / output {out_shape} is not the MNIST classifier's "
+            f"(None, 28, 28, 1) / (None, 10)"
+        )
+    return model
+
+
+def export_model(
+    model_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    formats: Iterable[str] | str = ("tflite",),
+    quantizations: Iterable[str] | str | None = None,
+    data: str | os.PathLike | None = None,
+    calib_samples: int = DEFAULT_CALIB_SAMPLES,
+    opset: int = DEFAULT_OPSET,
+    on_artifact: Callable[[Artifact], None] | None = None,
+) -> Manifest:
+    """Export ``model_path`` to every requested format x quantization in ``out_dir``; return the manifest written.
+
+    ``quantizations=None`` gives each format's defaults (tflite: none + int8, onnx: none; ``formats="all"``:
+    everything). ``data`` is the MNIST source for int8 calibration (training split only). ``on_artifact`` is
+    called with each artifact once it is produced (before the final rename), e.g. to print progress.
+    Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file behind.
+    """
+    from edgekit.export.calibration import load_representative
+    from edgekit.toolkit.data import sha256_file
+
+    targets = plan(formats, quantizations)
+    options = ExportOptions(calib_samples=calib_samples, opset=opset, data=None if data is None else str(data))
+    out_dir = Path(out_dir)
+    model_path = Path(model_path)
+    model = load_keras_model(model_path)
+    source_sha = sha256_file(model_path)
+    calibration = None
+    if any(t.quantization is Quantization.INT8 for t in targets):
+        calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
+    context = ExportContext(options, source_sha, lambda: calibration)
+
+    created = _make_out_dir(out_dir)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
+    except OSError as e:
+        _remove_if_created(out_dir, created)
+        raise ExportError(f"{out_dir}: cannot write to the output folder ({e.strerror or e}); pass --out to a writable folder") from None
+    try:
+        artifacts = [_export_one(model, t, staging, context, on_artifact) for t in targets]
+        for a in artifacts:
+            os.replace(staging / a.file, out_dir / a.file)
+        from edgekit.export.metadata import edgekit_version
+
+        manifest = Manifest(edgekit_version(), {"path": str(model_path.resolve()), "sha256": source_sha}, artifacts)
+        manifest = merge(manifest, read_manifest(out_dir), out_dir)
+        write_manifest(out_dir, manifest)
+        return manifest
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_created(out_dir, created)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_one(model, target: Target, staging: Path, context: ExportContext, on_artifact) -> Artifact:
+    from edgekit.runtime.metadata import read_metadata
+    from edgekit.toolkit.data import sha256_file
+
+    path = staging / target.file
+    start = time.perf_counter()
+    try:
+        inputs, outputs = EXPORTERS[target.format.name](model, path, target.quantization, context)
+    except EdgekitError:
+        raise
+    except Exception as e:
+        line = (str(e) or type(e).__name__).strip().splitlines()[0][:300]
+        raise ExportError(f"{target} export failed ({type(e).__name__}: {line}); nothing was written") from None
+    seconds = time.perf_counter() - start
+    meta = read_metadata(path)
+    if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:
+        raise ExportError(f"{target}: the metadata did not survive the export; nothing was written")
+    artifact = Artifact(target.file, target.format.name, target.quantization.value, path.stat().st_size,
+                        sha256_file(path), inputs, outputs, round(seconds, 3))
+    if on_artifact is not None:
+        on_artifact(artifact)
+    return artifact
+
+
+def _make_out_dir(out_dir: Path) -> bool:
+    """Create ``out_dir`` if needed; True if this call created it (so a failure can remove it again)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: exists and is not a folder; pass --out to a folder")
+    if out_dir.is_dir():
+        return False
+    try:
+        out_dir.mkdir(parents=True)
+    except OSError as e:
+        raise ExportError(f"{out_dir}: cannot create the output folder ({e.strerror or e}); pass --out to a writable folder") from None
+    return True
+
+
+def _remove_if_created(out_dir: Path, created: bool) -> None:
+    if created:
+        try:
+            out_dir.rmdir()  # only if empty: never delete anything else
+        except OSError:
+            pass

@@ -1,0 +1,92 @@
+"""Write the edgekit metadata into an artifact (the reader, TF-free, is ``edgekit.runtime.metadata``).
+
+The same JSON object goes into every artifact:
+
+- TFLite: an entry named ``edgekit`` in the flatbuffer's ``Model.metadata``, pointing at a new buffer that
+  holds the UTF-8 JSON. Written with TensorFlow's own flatbuffer object API (``tensorflow.lite.tools.
+  flatbuffer_utils``), so no tflite-support is needed.
+- ONNX: ``metadata_props`` key ``edgekit``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+
+from edgekit.export.formats import Quantization
+from edgekit.runtime import contract
+from edgekit.runtime.metadata import METADATA_KEY
+
+SCHEMA = 1
+POLARITY = "white digit on black"
+
+
+def edgekit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgekit")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0+unknown"
+
+
+def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str) -> dict:
+    """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions."""
+    inp, out = inputs[0], outputs[0]
+    return {
+        "schema": SCHEMA,
+        "edgekit_version": edgekit_version(),
+        "format": fmt,
+        "quantization": quantization.value,
+        "labels": list(contract.LABELS),
+        "input": {
+            "name": contract.INPUT_NAME,
+            "layout": contract.INPUT_LAYOUT,
+            "shape": [None, *contract.INPUT_SHAPE],
+            "dtype": inp["dtype"],
+            "scale": contract.PIXEL_SCALE,
+            "offset": contract.PIXEL_OFFSET,
+            "polarity": POLARITY,
+            "quantization": inp["quantization"],  # the tensor's own (scale, zero_point) when it is int8
+        },
+        "output": {
+            "name": contract.OUTPUT_NAME,
+            "shape": [None, contract.NUM_CLASSES],
+            "dtype": out["dtype"],
+            "quantization": out["quantization"],
+        },
+        "source_sha256": source_sha256,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def to_json(meta: dict) -> str:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"))
+
+
+def embed_tflite(model: bytes, meta: dict) -> bytes:
+    """The flatbuffer with an ``edgekit`` metadata entry (replacing an existing one)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(to_json(meta).encode("utf-8"), dtype=np.uint8)
+    obj.buffers = list(obj.buffers or []) + [buffer]
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(obj.buffers) - 1
+    kept = [m for m in (obj.metadata or []) if (m.name.decode() if isinstance(m.name, bytes) else m.name) != METADATA_KEY]
+    obj.metadata = kept + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def embed_onnx(model, meta: dict) -> None:
+    """Set ``metadata_props['edgekit']`` on an ``onnx.ModelProto`` in place."""
+    for prop in list(model.metadata_props):
+        if prop.key == METADATA_KEY:
+            model.metadata_props.remove(prop)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = METADATA_KEY, to_json(meta)

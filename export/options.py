@@ -1,0 +1,46 @@
+"""Typed options shared by the CLI and the Python API, and the context handed to each format's ``export``."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES, check_samples
+from edgekit.runtime.errors import OptionsError
+
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 21  # what tf2onnx 1.17 and ONNX Runtime's quantizer both handle
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options every format's exporter sees."""
+
+    calib_samples: int = DEFAULT_CALIB_SAMPLES
+    """Training images used to calibrate int8 activation ranges (TFLite and ONNX int8)."""
+    opset: int = DEFAULT_OPSET
+    """ONNX opset of the ONNX exports."""
+    data: str | None = None
+    """MNIST source for calibration (.npz or IDX folder); None: $EDGEKIT_DATA, then Keras' cache."""
+
+    def __post_init__(self) -> None:
+        check_samples(self.calib_samples)
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise OptionsError(f"--opset must be an integer from {MIN_OPSET} to {MAX_OPSET}, got {self.opset!r}")
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What one export run shares between artifacts: options, the source's hash, the calibration set (lazy)."""
+
+    options: ExportOptions
+    source_sha256: str
+    load_calibration: Callable[[], np.ndarray] = field(repr=False)
+
+    @functools.cached_property
+    def calibration(self) -> np.ndarray:
+        """float32 (n, 28, 28, 1) training images; loaded once, on first use by an int8 export."""
+        return self.load_calibration()

@@ -1,0 +1,71 @@
+"""TFLite through the TensorFlow Lite converter: float32, float16, dynamic-range and full-integer int8.
+
+``export(model, out, quantization, context)`` converts, embeds the metadata in the flatbuffer, writes ``out``
+and returns the manifest's tensor descriptions, read back from the finished file by LiteRT (so an artifact
+LiteRT cannot load never gets written as a success).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.export import metadata
+from edgekit.export.formats import Quantization
+from edgekit.export.manifest import write_atomic
+from edgekit.export.options import ExportContext
+
+FORMAT = "tflite"
+
+
+def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
+    """The bare flatbuffer for ``quantization`` (no edgekit metadata yet)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization is Quantization.FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization is Quantization.DYNAMIC:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization is Quantization.INT8:
+        images = context.calibration
+
+        def representative():
+            for i in range(len(images)):
+                yield [images[i:i + 1]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) as the manifest lists them, read by LiteRT from the model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model)) if isinstance(model, Path) else Interpreter(model_content=model)
+
+    def one(d: dict) -> dict:
+        scale, zero = d["quantization"]
+        shape = [int(s) if s >= 0 else None for s in d.get("shape_signature", d["shape"])]
+        return {
+            "name": d["name"],
+            "shape": shape,
+            "dtype": np.dtype(d["dtype"]).name,
+            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+        }
+
+    return [one(d) for d in interp.get_input_details()], [one(d) for d in interp.get_output_details()]
+
+
+def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
+    flat = convert(model, quantization, context)
+    inputs, outputs = describe(flat)
+    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256)
+    write_atomic(out, metadata.embed_tflite(flat, meta))
+    return describe(out)
