@@ -332,8 +332,15 @@ def reference_from_manifest(export_dir: str | os.PathLike, manifest: dict) -> Pa
 
 # --- running models -----------------------------------------------------------------------------------
 
-Progress = Callable[[str, int, int], None]
-"""on_progress(name, images_done, images_total): called after each batch of each model."""
+@dataclass(frozen=True)
+class Progress:
+    """Where a validation is: model ``model`` of ``models`` (the reference is 1), ``done`` of ``total`` images."""
+
+    name: str
+    model: int
+    models: int
+    done: int
+    total: int
 
 
 def load_reference(path: str | os.PathLike):
@@ -366,7 +373,7 @@ def load_artifact(path: Path, threads: int | None = None):
 
 
 def _run_batches(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int, name: str,
-                 on_progress: Progress | None) -> tuple[np.ndarray, float]:
+                 on_progress: Callable[[Progress], None] | None, model: int = 1, models: int = 1) -> tuple[np.ndarray, float]:
     """Probabilities for all of ``x`` in batches, and the batched throughput (images/s, after one warm-up batch)."""
     predict(x[: min(batch_size, len(x))])  # warm-up: allocation, graph tracing, tensor resizing
     out = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
@@ -378,7 +385,7 @@ def _run_batches(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, bat
             raise ModelLoadError(f"{name}: returned probabilities of shape {p.shape} for {hi - lo} images; expected ({hi - lo}, {NUM_CLASSES})")
         out[lo:hi] = p
         if on_progress:
-            on_progress(name, hi, len(x))
+            on_progress(Progress(name, model, models, hi, len(x)))
     elapsed = time.perf_counter() - start
     return out, len(x) / elapsed if elapsed > 0 else math.inf
 
@@ -420,7 +427,7 @@ def validate(
     batch_size: int = 250,
     latency_runs: int = 200,
     threads: int | None = None,
-    on_progress: Progress | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     raise_on_failure: bool = True,
 ) -> ValidationReport:
     """Validate every artifact in ``export_dir`` against the Keras ``reference`` on the MNIST test set.
@@ -463,7 +470,8 @@ def validate(
 
     # The reference.
     ref_predict = model.predict_on_batch
-    ref_probs, ref_throughput = _run_batches(ref_predict, x, batch_size, REFERENCE_NAME, on_progress)
+    models = 1 + len(entries)
+    ref_probs, ref_throughput = _run_batches(ref_predict, x, batch_size, REFERENCE_NAME, on_progress, 1, models)
     ref_latency = _single_latency(ref_predict, x, max(1, min(latency_runs, 50)))  # Keras is slow one by one
     ref_row = _row(REFERENCE_NAME, "keras", "none", reference_path.stat().st_size,
                    parity_metrics(ref_probs, ref_probs, labels), ref_probs, ref_latency, ref_throughput)
@@ -471,8 +479,8 @@ def validate(
 
     # Every artifact, each through the device's runtime; results are collected, the verdict comes last.
     rows = []
-    for entry, classifier in zip(entries, classifiers):
-        probs, throughput = _run_batches(classifier.probabilities, x, batch_size, entry.file, on_progress)
+    for k, (entry, classifier) in enumerate(zip(entries, classifiers), start=2):
+        probs, throughput = _run_batches(classifier.probabilities, x, batch_size, entry.file, on_progress, k, models)
         latency = _single_latency(classifier.probabilities, x, latency_runs)
         row = _row(entry.file, entry.format, entry.quantization, entry.bytes,
                    parity_metrics(ref_probs, probs, labels), probs, latency, throughput, thresholds)
