@@ -1,0 +1,58 @@
+"""The main job end to end on real MNIST, through the three real commands as a user types them:
+``edgekit train`` (12,000 training images, one epoch) -> ``edgekit export --format all`` ->
+``edgekit validate --limit 2000``, which must pass and write its JSON and HTML report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+EDGEKIT = [sys.executable, "-m", "edgekit.toolkit.cli"]
+
+
+def edgekit(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([*EDGEKIT, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_train_export_validate(mnist_path, tmp_path):
+    commands = edgekit("--help").stdout
+    missing = [c for c in ("train", "export", "validate") if not re.search(rf"^\s*│?\s*{c}\b", commands, re.M)]
+    assert not missing, f"waiting on the command(s) {missing}: `edgekit --help` does not list them yet"
+
+    run = tmp_path / "run"
+    train = edgekit("train", "--data", mnist_path, "--limit", 12000, "--epochs", 1, "--seed", 0, "--out", run)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert (run / "model.keras").is_file() and (run / "history.json").is_file()
+
+    export = edgekit("export", "--model", run / "model.keras", "--format", "all", "--data", mnist_path,
+                     "--out", run / "export")
+    assert export.returncode == 0, export.stderr[-2000:]
+    manifest = json.loads((run / "export" / "manifest.json").read_text())
+    files = {a["file"] for a in manifest["artifacts"]}
+    assert {"model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite",
+            "model_float32.onnx", "model_int8.onnx"} <= files
+
+    report_json, report_html = tmp_path / "parity.json", tmp_path / "parity.html"
+    validate = edgekit("validate", run / "export", "--data", mnist_path, "--limit", 2000, "--latency-runs", 50,
+                       "--json", report_json, "--html", report_html)
+    assert validate.returncode == 0, validate.stdout + validate.stderr[-2000:]
+    for name in files:  # the table has a passing row per artifact
+        row = next(line for line in validate.stdout.splitlines() if line.startswith(name + " "))
+        assert row.endswith("✓"), row
+    data = json.loads(report_json.read_text())
+    assert data["passed"] and data["images"] == 2000 and len(data["artifacts"]) == len(files)
+    assert data["reference"]["accuracy"] >= 97.0, data["reference"]
+    int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
+    assert int8["size_mb"] <= 1.10 and -int8["delta_accuracy"] <= data["thresholds"]["quantized_max_drop"]
+    html = report_html.read_text(encoding="utf-8")
+    assert "Training run" in html and "The training data" in html  # the run folder was found beside model.keras
+    assert html.count('<img src="data:image/png;base64,') >= 1 + len(files) + 3
