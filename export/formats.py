@@ -77,8 +77,14 @@ def valid_pairs() -> list[str]:
     return [str(Target(f, q)) for f in FORMATS.values() for q in f.quantizations]
 
 
+# Other spellings people type for a quantization (the file names say float32, so --quantize float32 works).
+ALIASES = {"float32": "none", "fp32": "none", "fp16": "float16", "dynamic-range": "dynamic", "full-int8": "int8"}
+
+
 def _pick(value: str, choices: Sequence[str], option: str) -> str:
     v = str(value).strip().lower()
+    if option == "quantization":
+        v = ALIASES.get(v, v)
     if v in choices:
         return v
     close = difflib.get_close_matches(v, choices, n=1, cutoff=0.5)

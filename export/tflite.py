@@ -41,7 +41,16 @@ def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    # Keras 3 prints the exported signature to stdout while converting; route it to logging for this call only.
+    import keras
+
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        return bytes(converter.convert())
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
 
 
 def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:

@@ -2,4 +2,75 @@
 
 from __future__ import annotations
 
-from edgekit.toolkit.cli import command  # noqa: F401
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from edgekit.toolkit.cli import command
+
+DEFAULT_MODEL = Path("runs/mnist/model.keras")
+
+
+def _split(values: Optional[List[str]]) -> Optional[List[str]]:
+    """Repeated options and comma-separated lists both work: --quantize none,int8 == --quantize none --quantize int8."""
+    if not values:
+        return None
+    return [v for value in values for v in value.split(",") if v.strip()]
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+@command("export")
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
+    format: Annotated[
+        List[str], typer.Option("--format", "-f", help="tflite, onnx or all; repeat or comma-separate for several.")
+    ] = ["tflite"],
+    quantize: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--quantize", "-q",
+            help="none, float16, dynamic or int8; repeat or comma-separate. Default: tflite -> none+int8, "
+                 "onnx -> none, all -> every supported pair.",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: an 'export' folder beside the model.")
+    ] = None,
+    calib_samples: Annotated[
+        int, typer.Option("--calib-samples", help="Training images for int8 calibration (class-balanced, fixed seed).")
+    ] = 300,
+    data: Annotated[
+        Optional[str], typer.Option("--data", help="MNIST .npz or IDX folder for int8 calibration (training split only).")
+    ] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+) -> None:
+    """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
+    from edgekit.export.formats import plan
+    from edgekit.export.options import ExportOptions
+
+    # Every option is checked against the format table before anything heavy is imported or loaded.
+    targets = plan(_split(format) or ["tflite"], _split(quantize))
+    ExportOptions(calib_samples=calib_samples, opset=opset, data=data)
+    out_dir = out if out is not None else model.parent / "export"
+    typer.echo(f"edgekit export: {model} -> {out_dir}/ ({', '.join(str(t) for t in targets)})")
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgekit.export import export_model
+
+    def progress(a) -> None:
+        typer.echo(f"  {a.format:<7}{a.quantization:<9}{_mb(a.bytes):>10}{a.export_seconds:>8.1f} s  {a.file}")
+
+    with warnings.catch_warnings():  # the converters' UserWarnings are not the user's business here
+        warnings.simplefilter("ignore")
+        manifest = export_model(
+            model, out_dir, formats=_split(format) or ["tflite"], quantizations=_split(quantize), data=data,
+            calib_samples=calib_samples, opset=opset, on_artifact=progress,
+        )
+    total = sum(a.export_seconds for a in manifest.artifacts if a.file in {t.file for t in targets})
+    typer.echo(f"wrote {len(targets)} artifact(s) in {total:.1f} s; manifest: {out_dir / 'manifest.json'}")
