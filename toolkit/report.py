@@ -239,14 +239,15 @@ code{font:12.5px ui-monospace,SFMono-Regular,Menlo,monospace}
 .verdict.pass{background:#e5f6e8;color:#17692b}.verdict.fail{background:#fde8e8;color:#a11a1a}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:10px 0}dt{color:#667}dd{margin:0}
 table{border-collapse:collapse;margin:8px 0}th,td{padding:4px 8px;border-bottom:1px solid #e6e8ef;text-align:right;white-space:nowrap}
-th{background:#f4f6fa;font-weight:600}td:first-child,th:first-child{text-align:left}
+th{background:#f4f6fa;font-weight:600;white-space:normal;vertical-align:bottom}
+table.parity{font-size:13px}td:first-child,th:first-child{text-align:left}
 table.parity td.status{text-align:left;white-space:normal;max-width:360px}
 tr.pass td.status{color:#17692b;font-weight:600}tr.fail td{background:#fff4f4}tr.fail td.status{color:#a11a1a;font-weight:600}
 tr.ref td{color:#445;background:#fafbfd}
 td.worse{color:#a11a1a;font-weight:600}
 ul.legend{color:#556;margin:6px 0 0 18px;padding:0}li.note{color:#8a5a00}
 .grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figure img{display:block;max-width:100%}
-figure.confusion img{width:400px}figcaption{font-size:12px;color:#556;text-align:center}
+figure.confusion img{width:400px}figure.samples img{width:660px}figure.curves img{width:560px}figure.counts img{width:520px}figcaption{font-size:12px;color:#556;text-align:center}
 .thumbs{display:flex;flex-wrap:wrap;gap:8px}figure.thumb{width:96px;border:1px solid #e3e5ec;border-radius:4px;padding:4px}
 figure.thumb img{width:84px;height:84px;image-rendering:pixelated;margin:0 auto}figure.thumb figcaption{font-size:11px;line-height:1.3}
 .ok{color:#17692b}.bad{color:#a11a1a}p.none{color:#17692b}
