@@ -17,7 +17,7 @@ _DEFAULT = Thresholds()
 
 @command("validate")
 def validate_command(
-    export_dir: Annotated[Path, typer.Argument(help="The folder `edgekit export --out` wrote (with manifest.json).")] = Path("exports"),
+    export_dir: Annotated[Path, typer.Argument(help="The folder `edgekit export` wrote (with manifest.json).")] = Path("runs/mnist/export"),
     reference: Annotated[Optional[Path], typer.Option("--reference", help="The Keras model to compare with; default: the manifest's source model.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="MNIST: a Keras-layout .npz or an IDX folder (default $EDGEKIT_DATA, else Keras' cache).")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N test images (default: all 10,000).")] = None,
