@@ -1,0 +1,147 @@
+"""``Classifier``: an exported model on the device. Camera frames or model-input batches in, digits out.
+
+    clf = Classifier("model_int8.tflite", threads=1)
+    clf.probabilities(contract.to_model_input(images))  # (N, 10) float32, any N
+    clf.classify(frame)                                  # Prediction(digit=7, confidence=0.98, box=(x, y, w, h))
+    clf.classify(frame, multi=True)                      # [Prediction, ...] left to right
+    clf.classify([frame1, frame2])                       # one Prediction per frame, one batched inference
+
+The model's own metadata (written by ``edgekit export``) gives its labels, its input scale/offset and the
+polarity it expects; a model without metadata falls back to ``edgekit.runtime.contract`` and its tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgekit.runtime import contract
+from edgekit.runtime.backends import open_runner
+from edgekit.runtime.errors import DataError
+from edgekit.runtime.preprocess import Box, find_digits
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One digit read from a frame; ``digit`` is None when no digit is in view."""
+
+    digit: int | None
+    confidence: float
+    box: Box | None
+    probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "digit": self.digit,
+            "confidence": round(float(self.confidence), 4),
+            "box": list(self.box) if self.box is not None else None,
+        }
+
+
+NO_DIGIT = Prediction(None, 0.0, None)
+
+
+def _read_metadata(path: Path) -> dict | None:
+    try:
+        from edgekit.runtime.metadata import read_metadata
+    except ImportError:  # an older install without the reader: use the contract's defaults
+        return None
+    return read_metadata(path)
+
+
+class Classifier:
+    """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self.path = Path(path)
+        self._runner = open_runner(self.path, threads)
+        meta = _read_metadata(self.path)
+        self.has_metadata = meta is not None
+        self.metadata = meta if meta is not None else self._default_metadata()
+        self.format = self.metadata.get("format", self._runner.format)
+        self.quantization = self.metadata.get("quantization", "unknown")
+        labels = self.metadata.get("labels") or list(contract.LABELS)
+        self.labels = [str(v) for v in labels]
+        self._digits = [int(v) if v.isdigit() else k for k, v in enumerate(self.labels)]
+        spec = self.metadata.get("input") or {}
+        self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE))
+        self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET))
+        self._invert = "black digit" in str(spec.get("polarity", "")).lower()
+        self._item_shape = contract.INPUT_SHAPE
+        self._run = self._runner.run
+
+    def _default_metadata(self) -> dict:
+        r = self._runner
+        quant = "int8" if r.input_quantization and r.input_dtype == np.int8 else "unknown"
+        return {
+            "schema": 1,
+            "format": r.format,
+            "quantization": quant,
+            "labels": list(contract.LABELS),
+            "input": {
+                "name": r.input_name,
+                "layout": contract.INPUT_LAYOUT,
+                "shape": [None, *contract.INPUT_SHAPE],
+                "dtype": r.input_dtype.name,
+                "scale": contract.PIXEL_SCALE,
+                "offset": contract.PIXEL_OFFSET,
+                "polarity": "white digit on black",
+            },
+            "output": {"name": r.output_name, "shape": [None, contract.NUM_CLASSES]},
+        }
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.path)!r}, format={self.format!r}, quantization={self.quantization!r})"
+
+    # -- the model's input ---------------------------------------------------------------------------
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Model input float32 (N, 28, 28, 1) in [0, 1], as ``contract.to_model_input`` makes it -> (N, 10)."""
+        if type(x) is not np.ndarray or x.dtype != np.float32:
+            x = np.asarray(x, dtype=np.float32)
+        if x.shape[1:] != self._item_shape or x.shape[0] < 1:
+            raise DataError(f"model input must have shape (N, 28, 28, 1) with N >= 1, got {x.shape}")
+        return self._run(x)
+
+    # -- frames --------------------------------------------------------------------------------------
+
+    def _inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """MNIST-style uint8 28x28 crops -> the model's input, with the metadata's scale, offset, polarity."""
+        x = np.stack(images)[..., None].astype(np.float32)
+        if self._invert:
+            x = 255.0 - x
+        return x * self._scale + self._offset
+
+    def classify(self, frame_or_batch, roi: Box | None = None, multi: bool = False):
+        """Read the digit in a frame (any size, BGR or gray): a ``Prediction``; with ``multi``, a list of them
+        left to right. A list of frames, or an array (N, H, W[, C]) with N frames, gives one result per frame."""
+        if isinstance(frame_or_batch, (list, tuple)):
+            frames = list(frame_or_batch)
+            single = False
+        else:
+            a = np.asarray(frame_or_batch)
+            single = a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))
+            frames = [a] if single else list(a)
+        crops = []
+        for k, f in enumerate(frames):
+            try:
+                found = find_digits(f, roi=roi, multi=multi)
+            except ValueError as e:
+                raise DataError(f"frame {k}: {e}") from None
+            crops.append(found)
+        flat = [c for found in crops for c in found]
+        probs = self.probabilities(self._inputs([c.image for c in flat])) if flat else None
+        results, i = [], 0
+        for found in crops:
+            preds = []
+            for c in found:
+                p = probs[i]
+                k = int(p.argmax())
+                preds.append(Prediction(self._digits[k], float(p[k]), c.box, p))
+                i += 1
+            results.append(preds if multi else (preds[0] if preds else NO_DIGIT))
+        return results[0] if single else results

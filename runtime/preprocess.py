@@ -1,0 +1,259 @@
+"""Camera frames to the model's input, the way MNIST was made. numpy and cv2 only.
+
+A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
+
+1. grayscale uint8, optionally cropped to a region of interest, scaled down to a working size;
+2. ink polarity: dark ink on light paper is usual, light ink on a dark board must work too. Decided from
+   the extremes of the frame minus its local mean (ink is the tail that stands out most);
+3. a threshold that survives uneven light: the paper is estimated by a morphological closing (opening for
+   light ink) wider than any stroke, so a lighting gradient or shadow cancels out; ink is paper minus pixel,
+   thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all;
+4. connected components: specks, frame-border touchers (paper edges, table, fingers) and solid blobs are
+   rejected; pieces of one digit that overlap horizontally are merged;
+5. the digit's box, longest side scaled to 20 px keeping the aspect ratio, placed in 28x28 by its centre
+   of mass (LeCun et al.'s recipe), ink bright on black with soft edges like MNIST's anti-aliasing.
+
+Nothing plausible in view gives no crop: the caller reports "no digit" instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgekit.runtime.contract import IMAGE_SIZE, to_model_input
+
+DIGIT_BOX = 20  # MNIST: the digit's longest side fits 20 px ...
+WORK_SIZE = 320  # frames are analysed with their longest side at most this many pixels
+CROP_SIZE, CROP_PAD = 64, 4  # images at most this big are taken as crops of one digit and padded
+MIN_CONTRAST = 28  # grey levels between ink and paper below which nothing counts as ink
+NOISE_MARGIN = 5.0  # ink must be this many noise sigmas above the paper
+MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (or ROI's) height ...
+MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
+MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the tallest digit's height
+
+Box = tuple[int, int, int, int]  # x, y, w, h in the frame's pixels
+
+
+@dataclass(frozen=True)
+class DigitCrop:
+    """One digit found in a frame: its MNIST-style 28x28 uint8 image (ink bright on black) and its box."""
+
+    image: np.ndarray
+    box: Box
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """Any frame (H, W), (H, W, 1|3|4) BGR[A], of any dtype -> contiguous uint8 (H, W)."""
+    f = np.asarray(frame)
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[..., 0]
+    if f.ndim == 3 and f.shape[2] in (3, 4):
+        if f.dtype != np.uint8:
+            f = _to_uint8(f)
+        f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY if f.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+    if f.ndim != 2 or f.shape[0] < 8 or f.shape[1] < 8:
+        raise ValueError(f"expected a frame of shape (H, W) or (H, W, 1|3|4) at least 8x8, got {np.asarray(frame).shape}")
+    return np.ascontiguousarray(_to_uint8(f))
+
+
+def _to_uint8(f: np.ndarray) -> np.ndarray:
+    if f.dtype == np.uint8:
+        return f
+    if f.dtype == np.bool_:
+        return f.astype(np.uint8) * 255
+    if f.dtype == np.uint16:
+        return (f >> 8).astype(np.uint8)
+    if np.issubdtype(f.dtype, np.floating):
+        f = np.nan_to_num(f.astype(np.float32))
+        top = float(f.max()) if f.size else 0.0
+        return np.clip(f * (255.0 if top <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def parse_roi(text: str) -> Box:
+    """``"x,y,w,h"`` -> a box; raises ValueError with a one-line reason."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--roi must be four integers x,y,w,h, got {text!r}") from None
+    if x < 0 or y < 0 or w < 8 or h < 8:
+        raise ValueError(f"--roi {text!r}: x and y must be >= 0 and w and h at least 8 pixels")
+    return x, y, w, h
+
+
+def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) -> list[DigitCrop]:
+    """The digit (or with ``multi`` every digit, left to right) in a frame; [] when none is plausible."""
+    gray = to_gray(frame)
+    ox = oy = 0
+    if roi is not None:
+        x, y, w, h = roi
+        x2, y2 = min(x + w, gray.shape[1]), min(y + h, gray.shape[0])
+        if x2 - x < 8 or y2 - y < 8:
+            raise ValueError(f"region of interest {roi} lies outside the {gray.shape[1]}x{gray.shape[0]} frame")
+        gray, ox, oy = gray[y:y2, x:x2], x, y
+    if max(gray.shape) <= CROP_SIZE:
+        # A digit-sized image is already a crop (MNIST's own digits reach its edges): pad it with paper.
+        p = CROP_PAD
+        gray = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_CONSTANT, value=int(np.median(gray)))
+        ox, oy = ox - p, oy - p
+    H, W = gray.shape
+    scale = min(1.0, WORK_SIZE / max(H, W))
+    if scale < 1.0:
+        small = cv2.resize(gray, (max(8, round(W * scale)), max(8, round(H * scale))), interpolation=cv2.INTER_AREA)
+    else:
+        small = gray
+    ink = _ink(small)
+    if ink is None:
+        return []
+    groups = _digit_groups(ink, _noise_sigma(small), multi)
+    crops = []
+    for (x, y, w, h), patch in groups:
+        bx, by = ox + int(x / scale), oy + int(y / scale)
+        bw, bh = max(1, round(w / scale)), max(1, round(h / scale))
+        if bx < 0 or by < 0:  # the paper pad around a crop
+            bw, bh, bx, by = bw + min(bx, 0), bh + min(by, 0), max(bx, 0), max(by, 0)
+        box = (bx, by, bw, bh)
+        crops.append(DigitCrop(_mnist_like(patch), box))
+    return crops
+
+
+def frame_to_input(frame: np.ndarray, roi: Box | None = None) -> tuple[np.ndarray, Box] | None:
+    """A frame -> (model input float32 (1, 28, 28, 1), box), or None when no digit is in view."""
+    crops = find_digits(frame, roi)
+    if not crops:
+        return None
+    return to_model_input(crops[0].image), crops[0].box
+
+
+# -- ink -------------------------------------------------------------------------------------------------
+
+
+def _ink(g: np.ndarray) -> np.ndarray | None:
+    """uint8 ink strength (0 = paper) of a grayscale working image, or None when it holds no ink at all."""
+    H, W = g.shape
+    g = cv2.GaussianBlur(g, (3, 3), 0)
+    # Polarity: ink is the tail of (pixel - local mean) that reaches furthest from zero.
+    win = max(3, (min(H, W) // 3) | 1)
+    d = g.astype(np.int16) - cv2.blur(g, (win, win)).astype(np.int16)
+    hist = np.bincount((d[::2, ::2] + 255).ravel(), minlength=511).astype(np.float64)
+    lo, hi = 255 - _quantile(hist, 0.0025), _quantile(hist, 0.9975) - 255
+    if max(lo, hi) < MIN_CONTRAST // 2:
+        return None  # flat: blank paper, a dark frame, a lens cap
+    dark_ink = lo >= hi
+    # Paper: a closing (opening for light ink) wider than any stroke, computed at a quarter of the size.
+    f = 4 if min(H, W) >= 64 else 1
+    coarse = cv2.resize(g, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA) if f > 1 else g
+    kk = max(3, (min(coarse.shape) // 5) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kk, kk))
+    paper = cv2.morphologyEx(coarse, cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN, kernel)
+    paper = cv2.blur(paper, (3, 3))
+    if f > 1:
+        paper = cv2.resize(paper, (W, H), interpolation=cv2.INTER_LINEAR)
+    return cv2.subtract(paper, g) if dark_ink else cv2.subtract(g, paper)
+
+
+def _noise_sigma(g: np.ndarray) -> float:
+    """Robust sensor-noise estimate: the median absolute high-pass response, scaled to a Gaussian sigma."""
+    r = cv2.absdiff(g, cv2.blur(g, (3, 3)))
+    return 1.4826 * _quantile(np.bincount(r[::2, ::2].ravel(), minlength=256).astype(np.float64), 0.5)
+
+
+def _quantile(hist: np.ndarray, q: float) -> float:
+    """The q-quantile of uint8 values from their 256-bin histogram."""
+    return float(np.searchsorted(np.cumsum(hist), q * hist.sum()))
+
+
+def _otsu(hist: np.ndarray) -> float:
+    """Otsu's threshold from a 256-bin histogram (maximum between-class variance)."""
+    p = hist / hist.sum()
+    omega = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1.0 - omega))
+    return float(np.nanargmax(np.nan_to_num(between, nan=-1.0, posinf=-1.0)))
+
+
+def _digit_groups(ink: np.ndarray, noise: float, multi: bool) -> list[tuple[Box, np.ndarray]]:
+    H, W = ink.shape
+    hist = np.bincount(ink.ravel(), minlength=256).astype(np.float64)
+    t = max(_otsu(hist), MIN_CONTRAST, 0.35 * _quantile(hist, 0.998))
+    mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+    min_area = max(4, int(H * W * 0.00015))
+    parts = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue  # a speck
+        if x == 0 or y == 0 or x + w == W or y + h == H:
+            continue  # touches the frame: paper edge, table, finger, shadow
+        parts.append([x, y, x + w, y + h, area, [i]])
+    if not parts:
+        return []
+    # Merge pieces of one digit: boxes that overlap horizontally by half the narrower one's width.
+    parts.sort(key=lambda p: p[0])
+    groups: list[list] = []
+    for p in parts:
+        for g in groups:
+            overlap = min(g[2], p[2]) - max(g[0], p[0])
+            if overlap > 0.5 * min(g[2] - g[0], p[2] - p[0]):
+                g[0], g[1], g[2], g[3] = min(g[0], p[0]), min(g[1], p[1]), max(g[2], p[2]), max(g[3], p[3])
+                g[4] += p[4]
+                g[5] += p[5]
+                break
+        else:
+            groups.append(p)
+    min_h = max(MIN_HEIGHT_PX, MIN_HEIGHT_FRACTION * H)
+    plausible = []
+    for x1, y1, x2, y2, area, ids in groups:
+        w, h = x2 - x1, y2 - y1
+        if h < min_h or w > 0.9 * W or h > 0.95 * H:
+            continue
+        fill = area / float(w * h)
+        if fill > 0.85 and h < 2.5 * w:
+            continue  # a solid blob, not a stroke
+        if w > 2.2 * h:
+            continue  # a horizontal line: ruling, edge of a sheet
+        plausible.append((x1, y1, w, h, area, ids))
+    if not plausible:
+        return []
+    if multi:
+        tallest = max(p[3] for p in plausible)
+        chosen = sorted((p for p in plausible if p[3] >= MULTI_MIN_HEIGHT * tallest), key=lambda p: p[0])
+    else:
+        chosen = [max(plausible, key=lambda p: p[4])]
+    out = []
+    for x, y, w, h, _, ids in chosen:
+        lab = labels[y : y + h, x : x + w]
+        keep = np.isin(lab, ids).astype(np.uint8) if len(ids) > 1 else (lab == ids[0]).astype(np.uint8)
+        # Keep the anti-aliased rim just outside the threshold, like MNIST's grey edges.
+        pad = 1
+        ys, xs = slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad))
+        keep = cv2.copyMakeBorder(keep, y - ys.start, ys.stop - y - h, x - xs.start, xs.stop - x - w, cv2.BORDER_CONSTANT, 0)
+        keep = cv2.dilate(keep, np.ones((3, 3), np.uint8))
+        patch = ink[ys, xs].astype(np.float32) * keep
+        core = patch[patch > t]
+        level = float(np.median(core)) if core.size else t
+        patch = np.clip(patch * (255.0 / max(level, 1.0)), 0, 255).astype(np.uint8)
+        if level < NOISE_MARGIN * noise:
+            continue  # as strong as the noise around it: speckle, not ink
+        out.append(((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch))
+    return out
+
+
+def _mnist_like(patch: np.ndarray) -> np.ndarray:
+    """An ink patch -> 28x28: longest side 20 px keeping the aspect ratio, centred by centre of mass."""
+    h, w = patch.shape
+    s = DIGIT_BOX / max(h, w)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    small = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    m = cv2.moments(small)
+    cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (nw / 2, nh / 2)
+    x0 = int(np.clip(round(IMAGE_SIZE / 2 - cx), 0, IMAGE_SIZE - nw))
+    y0 = int(np.clip(round(IMAGE_SIZE / 2 - cy), 0, IMAGE_SIZE - nh))
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    out[y0 : y0 + nh, x0 : x0 + nw] = small
+    return out

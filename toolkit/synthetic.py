@@ -1,0 +1,154 @@
+"""Camera-like frames made from real MNIST digits, for the runtime's tests and benchmarks. numpy + cv2 only.
+
+A frame is what a webcam pointed at a sheet of paper sees: a digit written in dark ink on light paper (or
+chalk on a board), anywhere in the frame and of any size, slightly rotated, under a lighting gradient,
+with sensor noise, a little blur and JPEG compression. Blank paper, dark frames, pure noise and strips
+of several digits ("2026") come from the same generator. Everything is driven by a seeded
+``numpy.random.Generator`` so a test or a benchmark sees the same frames every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Look:
+    """How hard the frames are. The defaults are a phone-camera-on-a-desk look, not a torture test."""
+
+    size: tuple[int, int] = (640, 480)  # width, height
+    digit_height: tuple[float, float] = (0.25, 0.7)  # the digit's height as a fraction of the frame's
+    rotation: float = 12.0  # degrees, either way
+    gradient: tuple[float, float] = (0.55, 1.0)  # darkest and brightest light across the frame
+    noise: tuple[float, float] = (2.0, 7.0)  # sensor noise sigma, grey levels
+    jpeg: tuple[int, int] = (55, 90)  # JPEG quality
+    light_on_dark: float = 0.15  # fraction of frames with chalk on a dark board
+
+
+def _paper(rng: np.random.Generator, look: Look, dark_board: bool) -> tuple[np.ndarray, float, float]:
+    """A lit sheet (float32 H x W in grey levels), its base paper level and ink level."""
+    w, h = look.size
+    if dark_board:
+        paper, ink = rng.uniform(25, 70), rng.uniform(170, 235)
+    else:
+        paper, ink = rng.uniform(165, 240), rng.uniform(15, 80)
+    angle = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = (np.cos(angle) * (xx / w - 0.5) + np.sin(angle) * (yy / h - 0.5)) + 0.5  # roughly 0..1 across
+    lo, hi = look.gradient
+    light = lo + (hi - lo) * np.clip(t, 0, 1)
+    return light, paper, ink
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator, look: Look) -> np.ndarray:
+    """Tint to BGR, blur a little, add sensor noise, JPEG round trip -> uint8 (H, W, 3)."""
+    tint = np.array([rng.uniform(0.9, 1.0), 1.0, rng.uniform(0.9, 1.05)], np.float32)
+    bgr = img[..., None] * tint
+    if rng.random() < 0.5:
+        bgr = cv2.GaussianBlur(bgr, (3, 3), 0)
+    bgr = bgr + rng.normal(0, rng.uniform(*look.noise), bgr.shape).astype(np.float32)
+    out = np.clip(bgr, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(*look.jpeg))])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+
+
+def _glyph(digit: np.ndarray, height: float, rotation: float) -> np.ndarray:
+    """A 28x28 MNIST digit (ink bright) -> float32 coverage 0..1 whose ink is ``height`` px tall, rotated."""
+    s = height / 20.0  # MNIST digits are 20 px tall in their 28 px frame
+    size = max(8, round(28 * s))
+    g = cv2.resize(digit.astype(np.float32) / 255.0, (size, size), interpolation=cv2.INTER_CUBIC)
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), rotation, 1.0)
+    return np.clip(cv2.warpAffine(g, m, (size, size), flags=cv2.INTER_LINEAR), 0, 1)
+
+
+def _stamp(sheet: np.ndarray, glyph: np.ndarray, x: int, y: int, paper: float, ink: float) -> Box:
+    """Composite ``glyph`` at (x, y) onto the sheet's paper level; returns the ink's tight box."""
+    gh, gw = glyph.shape
+    region = sheet[y : y + gh, x : x + gw]
+    region[:] = region * (1 - glyph) + ink * glyph
+    ys, xs = np.nonzero(glyph > 0.25)
+    return (x + int(xs.min()), y + int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+
+
+def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, Box]:
+    """One MNIST digit photographed: a BGR uint8 frame and the digit's box (x, y, w, h)."""
+    w, h = look.size
+    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
+    glyph = _glyph(digit, rng.uniform(*look.digit_height) * h, rng.uniform(-look.rotation, look.rotation))
+    gh, gw = glyph.shape
+    gh, gw = min(gh, h - 2), min(gw, w - 2)
+    glyph = glyph[:gh, :gw]
+    x, y = int(rng.integers(1, w - gw)), int(rng.integers(1, h - gh))
+    sheet = np.full((h, w), paper, np.float32)
+    box = _stamp(sheet, glyph, x, y, paper, ink)
+    return _finish(sheet * light, rng, look), box
+
+
+def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, list[Box]]:
+    """Several MNIST digits written left to right on one sheet (a year, a meter reading) and their boxes."""
+    digits = list(digits)
+    w, h = look.size
+    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
+    height = min(rng.uniform(0.25, 0.45) * h, 0.8 * (w / len(digits)) * 20 / 28)
+    glyphs = [_glyph(d, height * rng.uniform(0.9, 1.1), rng.uniform(-6, 6)) for d in digits]
+    total = sum(g.shape[1] for g in glyphs)
+    gap = (w - total) / (len(glyphs) + 1)
+    if gap < 0:
+        raise ValueError(f"{len(glyphs)} digits do not fit across a {w}-pixel frame")
+    sheet = np.full((h, w), paper, np.float32)
+    y_mid = rng.uniform(0.35, 0.65) * h
+    x, boxes = gap * rng.uniform(0.5, 1.0), []
+    for g in glyphs:
+        gh, gw = g.shape
+        y = int(np.clip(y_mid - gh / 2 + rng.normal(0, 3), 1, h - gh - 1))
+        boxes.append(_stamp(sheet, g, int(x), y, paper, ink))
+        x += gw + gap
+    return _finish(sheet * light, rng, look), boxes
+
+
+def empty_frame(kind: str, rng: np.random.Generator, look: Look = Look()) -> np.ndarray:
+    """A frame with no digit: ``paper`` (blank lit sheet), ``dark`` (lens cap, night) or ``noise``."""
+    w, h = look.size
+    if kind == "paper":
+        light, paper, _ = _paper(rng, look, dark_board=False)
+        return _finish(np.full((h, w), paper, np.float32) * light, rng, look)
+    if kind == "dark":
+        img = np.full((h, w, 3), rng.uniform(0, 20), np.float32) + rng.normal(0, 3, (h, w, 3))
+        return np.clip(img, 0, 255).astype(np.uint8)
+    if kind == "noise":
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    raise ValueError(f"unknown empty frame kind {kind!r}; use paper, dark or noise")
+
+
+def mnist_frames(
+    images: np.ndarray, labels: np.ndarray, seed: int = 0, look: Look = Look()
+) -> Iterator[tuple[np.ndarray, int, Box]]:
+    """(frame, label, box) for each MNIST digit in order, photographed with a seeded look."""
+    rng = np.random.default_rng(seed)
+    for img, label in zip(images, labels):
+        frame, box = camera_frame(img, rng, look)
+        yield frame, int(label), box
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames to an MJPG .avi with cv2.VideoWriter (readable by cv2.VideoCapture everywhere)."""
+    path = Path(path)
+    writer = None
+    try:
+        for f in frames:
+            if writer is None:
+                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (f.shape[1], f.shape[0]))
+                if not writer.isOpened():
+                    raise OSError(f"cv2.VideoWriter cannot write {path}")
+            writer.write(f)
+    finally:
+        if writer is not None:
+            writer.release()
+    return path
