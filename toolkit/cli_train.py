@@ -2,4 +2,130 @@
 
 from __future__ import annotations
 
-from edgekit.toolkit.cli import command  # noqa: F401
+import enum
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekit.runtime.errors import OptionsError
+from edgekit.toolkit.cli import command
+
+
+class RecipeName(str, enum.Enum):
+    seed = "seed"
+    default = "default"
+    full = "full"
+
+
+class OptimizerName(str, enum.Enum):
+    rmsprop = "rmsprop"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class ScheduleName(str, enum.Enum):
+    plateau = "plateau"
+    onecycle = "onecycle"
+    constant = "constant"
+
+
+_RECIPE_HELP = "seed: the notebook's (RMSprop, plateau annealer); default: same time as one seed epoch, ≥99 %; full: the best model (augmented, several epochs)."
+
+
+@command("train")
+def train(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Option(help="Keras-layout mnist.npz or a folder of the four IDX files (default: $EDGEKIT_DATA, then Keras' download).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder for model.keras, metrics.json, history.json, curves.png, confusion.png and the checkpoint.")] = Path("runs/mnist"),
+    recipe: Annotated[RecipeName, typer.Option(help=_RECIPE_HELP)] = RecipeName.default,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images [recipe's].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [recipe's].")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Starting (plateau/constant) or peak (onecycle) learning rate [recipe's].")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random rotation, zoom and shift in the input pipeline (never in the saved model) [recipe's].")] = None,
+    optimizer: Annotated[Optional[OptimizerName], typer.Option(help="[recipe's]")] = None,
+    schedule: Annotated[Optional[ScheduleName], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="[recipe's]")] = None,
+    bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNormalization momentum [recipe's].")] = None,
+    val_split: Annotated[int, typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seeds weights, data order and augmentation.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only (quick runs).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed epoch, with its stored options.")] = False,
+) -> None:
+    """Train the seed notebook's CNN on MNIST into a run folder (Ctrl-C saves; --resume continues)."""
+    from edgekit.toolkit.train import TrainOptions, train as run
+
+    overrides = {
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "augment": augment,
+        "optimizer": optimizer.value if optimizer else None, "schedule": schedule.value if schedule else None,
+        "label_smoothing": label_smoothing, "bn_momentum": bn_momentum,
+    }
+    given = [name for name in (*overrides, "recipe", "val_split", "seed", "limit")
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+    if resume and given:
+        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        raise OptionsError(f"--resume continues the stored options; drop {flags} (or start a new run in another --out)")
+    options = TrainOptions.preset(
+        recipe.value, data=str(data) if data else None, out=out, val_split=val_split, seed=seed, limit=limit,
+        resume=resume, **overrides,
+    )
+    options.check()
+    note = lambda msg: typer.echo(f"edgekit: {msg}", err=True)  # noqa: E731
+    if not resume:
+        r = options.recipe
+        note(f"training recipe {r.name}: {r.epochs} epoch(s), batch {r.batch_size}, {r.optimizer} {r.schedule} "
+             f"lr {r.learning_rate:g}, label smoothing {r.label_smoothing:g}, BN momentum {r.bn_momentum:g}, "
+             f"augment {'on' if r.augment else 'off'}, seed {options.seed}")
+    started = time.perf_counter()
+    result = run(options, callbacks=[_progress_bar()], log=note)
+    m = result.metrics
+    typer.echo(f"test accuracy {m['test']['accuracy']:.2%} (loss {m['test']['loss']:.4f}) on {m['test']['images']:,} test images")
+    typer.echo(f"trained {m['epochs']} epoch(s) on {m['train_images']:,} images in {_duration(m['train_seconds'])} "
+               f"(recipe {m['recipe']['name']}, seed {m['seed']}); {_duration(time.perf_counter() - started)} in all")
+    typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png, checkpoint.keras")
+
+
+def _progress_bar():
+    """A Keras callback drawing one progress bar per epoch on stderr (a line per epoch when not a terminal)."""
+    import keras
+
+    class ProgressBar(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.tty = sys.stderr.isatty()
+            self.epoch = 0
+            self.t0 = self.last = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.t0, self.last = epoch, time.perf_counter(), 0.0
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            total = self.params.get("steps") or 0
+            if not self.tty or (now - self.last < 0.25 and batch + 1 < total):
+                return
+            self.last = now
+            done = (batch + 1) / total if total else 0.0
+            eta = (now - self.t0) * (1 - done) / done if done else 0.0
+            bar = "#" * int(done * 30)
+            loss, acc = (logs or {}).get("loss", float("nan")), (logs or {}).get("accuracy", float("nan"))
+            sys.stderr.write(f"\repoch {self.epoch + 1}/{self.params.get('epochs')} [{bar:<30}] {batch + 1}/{total} "
+                             f"loss {loss:.4f} accuracy {acc:.4f} eta {_duration(eta)}   ")
+            sys.stderr.flush()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            val = f"  val_loss {logs['val_loss']:.4f} val_accuracy {logs['val_accuracy']:.4f}" if "val_loss" in logs else ""
+            end = "\r" + " " * 110 + "\r" if self.tty else ""
+            sys.stderr.write(f"{end}epoch {epoch + 1}/{self.params.get('epochs')}  loss {logs.get('loss', 0):.4f} "
+                             f"accuracy {logs.get('accuracy', 0):.4f}{val}  {_duration(time.perf_counter() - self.t0)}\n")
+            sys.stderr.flush()
+
+    return ProgressBar()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
