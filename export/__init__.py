@@ -101,8 +101,6 @@ def export_model(
     calibration = None
     if any(t.quantization is Quantization.INT8 for t in targets):
         calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
-    context = ExportContext(options, source_sha, lambda: calibration)
-
     created = _make_out_dir(out_dir)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
@@ -110,6 +108,9 @@ def export_model(
         _remove_if_created(out_dir, created)
         raise ExportError(f"{out_dir}: cannot write to the output folder ({e.strerror or e}); pass --out to a writable folder") from None
     try:
+        workdir = staging / ".work"
+        workdir.mkdir()
+        context = ExportContext(options, source_sha, lambda: calibration, workdir=workdir)
         artifacts = [_export_one(model, t, staging, context, on_artifact) for t in targets]
         for a in artifacts:
             os.replace(staging / a.file, out_dir / a.file)

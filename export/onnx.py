@@ -98,8 +98,10 @@ def describe(path: Path) -> tuple[list[dict], list[dict]]:
 def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
     import onnx
 
-    proto = convert_float(model, context.options.opset)
-    with tempfile.TemporaryDirectory(prefix=".edgekit-onnx-", dir=out.parent) as tmp:
+    if "onnx.float" not in context.cache:  # converted once, shared by the float32 and int8 exports
+        context.cache["onnx.float"] = convert_float(model, context.options.opset).SerializeToString()
+    proto = onnx.load_model_from_string(context.cache["onnx.float"])
+    with tempfile.TemporaryDirectory(prefix="onnx-", dir=context.workdir or out.parent) as tmp:
         if quantization is Quantization.INT8:
             proto = quantize_int8(proto, context.calibration, Path(tmp))
         probe = Path(tmp) / "probe.onnx"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -34,11 +35,15 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportContext:
-    """What one export run shares between artifacts: options, the source's hash, the calibration set (lazy)."""
+    """What one export run shares between artifacts: options, the source's hash, the calibration set (lazy),
+    a scratch folder (inside the staging folder, so it goes with it) and a cache for intermediate results that
+    several artifacts reuse (the SavedModel the TFLite converter reads, the float ONNX graph)."""
 
     options: ExportOptions
     source_sha256: str
     load_calibration: Callable[[], np.ndarray] = field(repr=False)
+    workdir: Path | None = None
+    cache: dict = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def calibration(self) -> np.ndarray:

@@ -19,11 +19,31 @@ from edgekit.export.options import ExportContext
 FORMAT = "tflite"
 
 
+def saved_model(model, context: ExportContext) -> str:
+    """The model as a SavedModel (its ``serve`` endpoint), written once per run and shared by every TFLite export."""
+    if "tflite.saved_model" not in context.cache:
+        import tempfile
+
+        import keras
+
+        folder = tempfile.mkdtemp(prefix="saved_model-", dir=context.workdir)
+        # Keras 3 prints the exported signature to stdout; route it to logging for this call only.
+        interactive = keras.config.is_interactive_logging_enabled()
+        keras.config.disable_interactive_logging()
+        try:
+            model.export(folder, format="tf_saved_model", verbose=False)
+        finally:
+            if interactive:
+                keras.config.enable_interactive_logging()
+        context.cache["tflite.saved_model"] = folder
+    return context.cache["tflite.saved_model"]
+
+
 def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
     """The bare flatbuffer for ``quantization`` (no edgekit metadata yet)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model(model, context))
     if quantization is Quantization.FLOAT16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -41,16 +61,7 @@ def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    # Keras 3 prints the exported signature to stdout while converting; route it to logging for this call only.
-    import keras
-
-    interactive = keras.config.is_interactive_logging_enabled()
-    keras.config.disable_interactive_logging()
-    try:
-        return bytes(converter.convert())
-    finally:
-        if interactive:
-            keras.config.enable_interactive_logging()
+    return bytes(converter.convert())
 
 
 def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:
