@@ -1,0 +1,312 @@
+"""The Python half of scripts/pi_check.sh: one subcommand per job, standard library (and numpy/cv2 where said).
+
+  requirements WHEEL [--extra NAME]   the wheel's Requires-Dist for the base install (or base + one extra)
+  import-check                        (runs ON the emulated Pi) edgekit.runtime imports, no TensorFlow anywhere
+  images MNIST N OUT                  the first N real MNIST test images as PNGs; prints "file<TAB>label" lines
+  compare MODEL NATIVE PI IMAGES ...  native vs emulated `edgekit predict --json`: digits equal, confidences close
+  sizes ...                           device install vs workstation install, as JSON
+  report ...                          the summary table and the JSON results file (written atomically)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+# Tolerances for a confidence computed on x86-64 and on the emulated Cortex-A72. Float models: the kernels differ
+# (AVX vs NEON summation order), measured |diff| ~2.5e-7, allowed 1e-4 (also the validate command's float threshold).
+# int8 models: the output is an int8 with scale 1/256, so one step of it, 1/256, is a rounding difference in a
+# requantization kernel, not a different answer (measured: 0).
+TOLERANCE = {"float32": 1e-4, "float16": 1e-4, "dynamic": 1e-4, "int8": 1.0 / 256 + 1e-6}
+WORKSTATION_ONLY = ("tensorflow", "keras", "tf2onnx", "tf_keras", "tensorboard", "jax")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# --- requirements -------------------------------------------------------------------------------------
+def requirements(args) -> None:
+    with zipfile.ZipFile(args.wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = z.read(meta).decode().splitlines()
+    for line in lines:
+        if not line.startswith("Requires-Dist:"):
+            continue
+        req = line.split(":", 1)[1].strip()
+        req_part, _, marker = req.partition(";")
+        if "extra ==" in marker:
+            if args.extra is None or f'extra == "{args.extra}"' not in marker:
+                continue
+            rest = [m.strip() for m in marker.split(" and ") if "extra ==" not in m]
+            req = req_part.strip() + (("; " + " and ".join(rest)) if rest else "")
+        print(req)
+
+
+# --- import-check (on the device) ---------------------------------------------------------------------
+def import_check(args) -> None:
+    import importlib
+    import pkgutil
+
+    import edgekit.runtime as rt
+
+    modules = ["edgekit.runtime"]
+    for info in pkgutil.walk_packages(rt.__path__, "edgekit.runtime."):
+        importlib.import_module(info.name)
+        modules.append(info.name)
+    import edgekit.toolkit.cli  # noqa: F401  (the CLI frame the device runs `edgekit predict` through)
+
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in WORKSTATION_ONLY)
+    if leaked:
+        raise SystemExit(f"workstation-only modules imported on the device: {', '.join(leaked[:5])}")
+    installed = []
+    for name in ("tensorflow", "keras", "tf2onnx"):
+        try:
+            importlib.import_module(name)
+            installed.append(name)
+        except ImportError:
+            pass
+    if installed:
+        raise SystemExit(f"the device install contains {', '.join(installed)}; it must not")
+    versions = {}
+    for name in ("numpy", "cv2", "onnxruntime", "ai_edge_litert"):
+        mod = importlib.import_module(name)
+        versions[name] = getattr(mod, "__version__", None) or _dist_version(name)
+    data = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "modules": modules,
+        "versions": versions,
+        "summary": (
+            f"{platform.machine()} Python {platform.python_version()}: {len(modules)} edgekit.runtime modules + CLI "
+            f"imported, no tensorflow/keras installed or imported; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
+        ),
+    }
+    json.dump(data, sys.stdout)
+
+
+def _dist_version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in (module, module.replace("_", "-"), "opencv-python"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+# --- images -------------------------------------------------------------------------------------------
+def images(args) -> None:
+    import cv2
+    import numpy as np
+
+    with np.load(args.mnist, allow_pickle=False) as d:
+        x, y = d["x_test"][: args.n], d["y_test"][: args.n]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (img, label) in enumerate(zip(x, y)):
+        name = f"mnist_test_{i:04d}_label{int(label)}.png"
+        if not cv2.imwrite(str(out / name), img):
+            raise SystemExit(f"could not write {out / name}")
+        print(f"{name}\t{int(label)}")
+
+
+# --- compare ------------------------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> dict[str, dict]:
+    rows = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            row = json.loads(line)
+            rows[Path(row["path"]).name] = row
+    return rows
+
+
+def compare(args) -> None:
+    quant = args.model.split("_", 1)[1].split(".")[0]
+    tol = TOLERANCE.get(quant, 1e-4)
+    labels = dict(line.split("\t") for line in Path(args.images).read_text().splitlines())
+    native, pi = _read_jsonl(Path(args.native)), _read_jsonl(Path(args.pi))
+    t_native, t_pi = (float(t) for t in Path(args.times).read_text().split())
+    problems = []
+    for side, rows, err in (("x86-64", native, args.native_err), ("aarch64", pi, args.pi_err)):
+        if len(rows) != len(labels):
+            last = (Path(err).read_text().strip().splitlines() or ["no output"])[-1]
+            problems.append(f"{side}: {len(rows)} of {len(labels)} images predicted ({last})")
+    rows_out, max_diff, digits_equal, correct = [], 0.0, 0, 0
+    for name in sorted(labels):
+        a, b = native.get(name), pi.get(name)
+        if a is None or b is None:
+            continue
+        same = a.get("digit") == b.get("digit")
+        diff = abs((a.get("confidence") or 0.0) - (b.get("confidence") or 0.0))
+        max_diff = max(max_diff, diff)
+        digits_equal += same
+        correct += b.get("digit") is not None and str(b.get("digit")) == labels[name]
+        if not same:
+            problems.append(f"{name}: digit {a.get('digit')} on x86-64, {b.get('digit')} on aarch64")
+        elif diff > tol:
+            problems.append(f"{name}: confidence {a.get('confidence')} vs {b.get('confidence')} (|diff| {diff:.2g} > {tol:.2g})")
+        if a.get("box") != b.get("box"):
+            problems.append(f"{name}: digit box {a.get('box')} on x86-64, {b.get('box')} on aarch64")
+        rows_out.append({"image": name, "label": int(labels[name]), "x86_64": {k: a.get(k) for k in ("digit", "confidence", "box")},
+                         "aarch64": {k: b.get(k) for k in ("digit", "confidence", "box")}, "abs_confidence_diff": diff})
+    result = {
+        "model": args.model, "quantization": quant, "tolerance": tol, "images": len(labels),
+        "digits_equal": digits_equal, "correct_vs_label_aarch64": correct, "max_abs_confidence_diff": max_diff,
+        "seconds_x86_64": t_native, "seconds_aarch64_emulated": t_pi, "ok": not problems, "problems": problems,
+        "rows": rows_out,
+    }
+    _write_json(Path(args.out), result)
+    if problems:
+        print("; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
+        raise SystemExit(1)
+    print(f"{digits_equal}/{len(labels)} digits equal, max |Δconfidence| {max_diff:.2g} ≤ {tol:.2g}; "
+          f"{correct}/{len(labels)} match the label; x86-64 {t_native:.1f}s, emulated {t_pi:.1f}s")
+
+
+# --- sizes --------------------------------------------------------------------------------------------
+def _tree_bytes(path: Path) -> int:
+    """Space on disk (allocated blocks; a hard-linked file counted once), like du -s."""
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(path):
+        for name in files + dirs:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def _wheels(path: Path) -> tuple[int, int, dict[str, int]]:
+    files = sorted(path.glob("*.whl"))
+    per = {f.name.split("-")[0]: f.stat().st_size for f in files}
+    return len(files), sum(per.values()), dict(sorted(per.items(), key=lambda kv: -kv[1]))
+
+
+def _deb_installed_kb(debs: Path, names: set[str]) -> tuple[int, int]:
+    import subprocess
+
+    kb, n = 0, 0
+    for deb in debs.glob("*.deb"):
+        if deb.name.split("_")[0] in names:
+            out = subprocess.run(["dpkg-deb", "-f", str(deb), "Installed-Size"], capture_output=True, text=True)
+            kb += int(out.stdout.strip() or 0)
+            n += 1
+    return n, kb
+
+
+def sizes(args) -> None:
+    mb = 1e6
+    n, wheel_bytes, per = _wheels(Path(args.device_wheels))
+    data = {
+        "device": {
+            "wheels": n, "wheels_mb": round(wheel_bytes / mb, 1),
+            "largest_wheels_mb": {k: round(v / mb, 1) for k, v in list(per.items())[:6]},
+            "installed_mb": round(_tree_bytes(Path(args.device_site)) / mb, 1),
+        },
+        "root": {"installed_mb": round(_tree_bytes(Path(args.root)) / mb, 1)},
+    }
+    # What the opencv-python wheel's X11/GL libraries add to the root beyond Python itself (apt's own closures).
+    debs = Path(args.debs)
+    if args.base_closure and Path(args.base_closure).is_file():
+        base = set(Path(args.base_closure).read_text().split())
+        gui = {d.name.split("_")[0] for d in debs.glob("*.deb")} - base
+        gn, gkb = _deb_installed_kb(debs, gui)
+        data["root"]["opencv_gui_libs"] = {"apt": args.opencv_gui_debs, "packages": gn,
+                                           "installed_mb": round(gkb * 1024 / mb, 1)}
+    if args.workstation_wheels:
+        wn, wbytes, wper = _wheels(Path(args.workstation_wheels))
+        data["workstation"] = {
+            "wheels": wn, "wheels_mb": round(wbytes / mb, 1),
+            "largest_wheels_mb": {k: round(v / mb, 1) for k, v in list(wper.items())[:6]},
+            "installed_mb": round(_tree_bytes(Path(args.workstation_site)) / mb, 1),
+        }
+    d = data["device"]
+    summary = f"device install: {d['wheels']} wheels, {d['wheels_mb']} MB downloaded, {d['installed_mb']} MB on disk"
+    if "workstation" in data:
+        w = data["workstation"]
+        summary += (f"; workstation (edgekit[train], x86-64): {w['wheels']} wheels, {w['wheels_mb']} MB downloaded, "
+                    f"{w['installed_mb']} MB on disk")
+    data["summary"] = summary
+    json.dump(data, sys.stdout, indent=2)
+
+
+# --- report -------------------------------------------------------------------------------------------
+def report(args) -> None:
+    work = Path(args.work)
+    stages = []
+    for line in Path(args.stages).read_text().splitlines():
+        name, seconds, status, detail = (line.split("\t") + [""] * 4)[:4]
+        stages.append({"stage": name, "seconds": float(seconds), "status": status, "detail": detail})
+    width = max(len(s["stage"]) for s in stages)
+    print()
+    print(f"{'stage':<{width}}  {'wall s':>7}  status  detail")
+    for s in stages:
+        mark = {"ok": "✓ ok  ", "FAIL": "✗ FAIL", "skip": "- skip"}.get(s["status"], s["status"])
+        print(f"{s['stage']:<{width}}  {s['seconds']:>7.1f}  {mark}  {s['detail']}")
+    print(f"{'total':<{width}}  {float(args.total):>7.1f}")
+
+    def load(name):
+        p = work / name
+        return json.loads(p.read_text()) if p.is_file() and p.stat().st_size else None
+
+    result = {
+        "what": "edgekit's device install on emulated Raspberry Pi 4 software (Debian 12 bookworm arm64, Python 3.11) "
+                "under qemu-user; predictions compared with x86-64",
+        "host": {"machine": platform.machine(), "python": platform.python_version(), "qemu": args.qemu},
+        "ok": all(s["status"] != "FAIL" for s in stages),
+        "total_seconds": float(args.total),
+        "stages": stages,
+        "device": load("import.json"),
+        "images": int(args.images),
+        "predict": {m: load(f"compare-{m}.json") for m in args.models.split()},
+        "sizes": load("sizes.json"),
+    }
+    _write_json(Path(args.json), result)
+    print(f"results: {args.json}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="pi_check_helper")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("requirements"); s.add_argument("wheel"); s.add_argument("--extra")
+    s.set_defaults(fn=requirements)
+    sub.add_parser("import-check").set_defaults(fn=import_check)
+    s = sub.add_parser("images"); s.add_argument("mnist"); s.add_argument("n", type=int); s.add_argument("out")
+    s.set_defaults(fn=images)
+    s = sub.add_parser("compare")
+    for a in ("model", "native", "pi", "images", "native_err", "pi_err", "times", "out"):
+        s.add_argument(a)
+    s.set_defaults(fn=compare)
+    s = sub.add_parser("sizes")
+    for a in ("--device-wheels", "--device-site", "--root", "--debs", "--opencv-gui-debs", "--base-closure",
+              "--workstation-wheels", "--workstation-site"):
+        s.add_argument(a)
+    s.set_defaults(fn=sizes)
+    s = sub.add_parser("report")
+    for a in ("--stages", "--work", "--total", "--qemu", "--models", "--images", "--json"):
+        s.add_argument(a, required=True)
+    s.set_defaults(fn=report)
+    args = p.parse_args(argv)
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
