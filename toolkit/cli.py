@@ -13,12 +13,47 @@ import sys
 from typing import Callable
 
 import typer
+from typer.core import TyperGroup
 
 from edgekit.runtime.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EdgekitError
 
 EXIT_INTERNAL = 4  # a bug in edgekit: one line, EDGEKIT_DEBUG=1 shows the traceback
 
+# click's UsageError as Typer uses it (Typer >= 0.20 vendors click, so not `import click`).
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _UsageLine(_UsageError):
+    """A usage error (unknown option, bad choice, missing argument) shown as one line, like every other error."""
+
+    def show(self, file=None) -> None:
+        path = self.ctx.command_path if self.ctx is not None else "edgekit"
+        typer.echo(f"edgekit: error: {self.format_message()} (see `{path} --help`)", err=True)
+
+
+def _one_line(e: Exception) -> Exception:
+    # `edgekit` alone shows the help (no_args_is_help): keep that one as it is.
+    return e if type(e).__name__ == "NoArgsIsHelpError" else _UsageLine(e.format_message(), e.ctx)
+
+
+class _Group(TyperGroup):
+    """The app's group: click's multi-line usage errors become ``edgekit: error: <one line>``, exit 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except _UsageError as e:
+            raise _one_line(e) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _UsageError as e:
+            raise _one_line(e) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="edgekit",
     help="Train the MNIST CNN, export it to TFLite and ONNX, prove parity, and run it on a camera.",
     no_args_is_help=True,
