@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgekit.runtime.errors import BackendMissingError, ModelLoadError, OptionsError
@@ -62,16 +63,22 @@ class TFLiteRunner:
         self._batch = self.input_shape[0]
         self.input_quantization = self._qparams(i)
         self.output_quantization = self._qparams(o)
-        # int8 input: x / scale + zero_point, rounded and clipped, into a preallocated buffer.
+        # Quantized input: round(x / scale + zero_point), saturated, in one OpenCV call (convertScaleAbs
+        # saturates to uint8; an int8 tensor is that shifted by 128, i.e. its top bit flipped).
         if self.input_quantization:
             s, z = self.input_quantization
-            self._in_inv_scale, self._in_zero = np.float32(1.0 / s), np.float32(z)
-            info = np.iinfo(self.input_dtype)
-            self._in_lo, self._in_hi = np.float32(info.min), np.float32(info.max)
+            self._in_alpha = 1.0 / s
+            self._in_signed = self.input_dtype == np.int8
+            self._in_beta = float(z + (128 if self._in_signed else 0))
+            if self.input_dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+                raise ModelLoadError(f"{path}: {self.input_dtype} input tensors are not supported; export int8 or float32")
+        # Quantized output: a 256-entry table from the raw byte to (q - zero_point) * scale.
         if self.output_quantization:
             s, z = self.output_quantization
-            self._out_scale, self._out_zero = np.float32(s), np.float32(z)
-        self._work = np.empty(self.input_shape, np.float32)
+            if self.output_dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+                raise ModelLoadError(f"{path}: {self.output_dtype} output tensors are not supported; export int8 or float32")
+            raw = np.arange(256, dtype=np.uint8).view(self.output_dtype).astype(np.float32)
+            self._out_table = (raw - np.float32(z)) * np.float32(s)
 
     @staticmethod
     def _qparams(detail: dict) -> tuple[float, int] | None:
@@ -83,18 +90,16 @@ class TFLiteRunner:
         return float(scale), int(zero)
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
-        w = self._work if x.shape == self._work.shape else np.empty(x.shape, np.float32)
-        np.multiply(x, self._in_inv_scale, out=w)
-        np.add(w, self._in_zero, out=w)
-        np.rint(w, out=w)
-        np.clip(w, self._in_lo, self._in_hi, out=w)
-        return w.astype(self.input_dtype)
+        u = cv2.convertScaleAbs(x.reshape(x.shape[0], -1), alpha=self._in_alpha, beta=self._in_beta)
+        if self._in_signed:
+            np.bitwise_xor(u, 128, out=u)
+            return u.view(np.int8).reshape(x.shape)
+        return u.reshape(x.shape)
 
     def _resize(self, n: int) -> None:
         self.interpreter.resize_tensor_input(self._in, [n, *self.input_shape[1:]], strict=False)
         self.interpreter.allocate_tensors()
         self._batch = n
-        self._work = np.empty((n, *self.input_shape[1:]), np.float32)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, 28, 28, 1) -> float32 (N, 10)."""
@@ -108,7 +113,7 @@ class TFLiteRunner:
         interp.invoke()
         y = interp.get_tensor(self._out)
         if self.output_quantization:
-            return (y.astype(np.float32) - self._out_zero) * self._out_scale
+            return np.take(self._out_table, y.view(np.uint8))
         return y if y.dtype == np.float32 else y.astype(np.float32)
 
 

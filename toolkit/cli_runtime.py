@@ -1,5 +1,206 @@
-"""`edgekit predict` and `edgekit webcam`; registered on the app by edgekit.toolkit.cli."""
+"""`edgekit predict` and `edgekit webcam`; registered on the app by edgekit.toolkit.cli.
+
+Both run an exported model through ``edgekit.runtime`` (LiteRT or ONNX Runtime, never TensorFlow); the
+runtime and OpenCV are imported inside the commands so `edgekit --help` stays fast.
+"""
 
 from __future__ import annotations
 
-from edgekit.toolkit.cli import command  # noqa: F401
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError
+from edgekit.toolkit.cli import command
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"}
+
+
+def _roi(text: Optional[str]):
+    if text is None:
+        return None
+    from edgekit.runtime.preprocess import parse_roi
+
+    try:
+        return parse_roi(text)
+    except ValueError as e:
+        raise OptionsError(str(e)) from None
+
+
+def _images(paths: List[Path]) -> list[Path]:
+    """Files as given; folders expanded to their image files (sorted, not recursive)."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out.extend(found or [p])  # an empty folder is reported as unreadable below
+        else:
+            out.append(p)
+    return out
+
+
+def _read_image(path: Path):
+    """Any image OpenCV decodes, at its own depth and channels; transparency is laid on white paper."""
+    import cv2
+    import numpy as np
+
+    if path.is_dir():
+        raise ValueError("folder holds no images (.png, .jpg, .bmp, .pgm, .tif, .webp)")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ValueError(e.strerror or str(e)) from None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ValueError("not an image OpenCV can decode")
+    if img.ndim == 3 and img.shape[2] == 4:
+        alpha = img[..., 3:].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+        top = 65535.0 if img.dtype == np.uint16 else 255.0
+        img = (img[..., :3].astype(np.float32) * alpha + top * (1.0 - alpha)).astype(img.dtype)
+    return img
+
+
+@command("predict")
+def predict(
+    model: Annotated[Path, typer.Argument(help="An exported model: .tflite or .onnx.")],
+    images: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images.")],
+    json_lines: Annotated[bool, typer.Option("--json", help='JSON lines: {"path", "digit", "confidence", "box"}.')] = False,
+    multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
+    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
+) -> None:
+    """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not."""
+    from edgekit.runtime import Classifier
+
+    box = _roi(roi)
+    clf = Classifier(model, threads=threads)
+    failed = 0
+    for path in _images(images):
+        try:
+            img = _read_image(path)
+            result = clf.classify(img, roi=box, multi=multi)
+        except (ValueError, EdgekitError) as e:  # unreadable file, bad frame or ROI: report it, go on
+            failed += 1
+            line = str(e).splitlines()[0]
+            if json_lines:
+                typer.echo(json.dumps({"path": str(path), "digit": None, "confidence": 0.0, "box": None, "error": line}))
+            typer.echo(f"edgekit: error: {path}: {line}", err=True)
+            continue
+        if multi:
+            digits = [p.to_dict() for p in result]
+            text = "".join(str(d["digit"]) for d in digits)
+            if json_lines:
+                typer.echo(json.dumps({"path": str(path), "digit": text or None, "confidence": min((d["confidence"] for d in digits), default=0.0),
+                                       "box": _union([d["box"] for d in digits]), "digits": digits}))
+            else:
+                detail = "  ".join(f"{d['digit']} ({d['confidence'] * 100:.1f}%)" for d in digits)
+                typer.echo(f"{path}: {text or 'no digit'}" + (f"  [{detail}]" if digits else ""))
+        else:
+            d = result.to_dict()
+            if json_lines:
+                typer.echo(json.dumps({"path": str(path), **d}))
+            elif d["digit"] is None:
+                typer.echo(f"{path}: no digit")
+            else:
+                typer.echo(f"{path}: {d['digit']} ({d['confidence'] * 100:.1f}%) box {','.join(map(str, d['box']))}")
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    raise typer.Exit(EXIT_OK)
+
+
+def _union(boxes: list) -> list | None:
+    if not boxes:
+        return None
+    x1 = min(b[0] for b in boxes)
+    y1 = min(b[1] for b in boxes)
+    x2 = max(b[0] + b[2] for b in boxes)
+    y2 = max(b[1] + b[3] for b in boxes)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+@command("webcam")
+def webcam(
+    model: Annotated[Path, typer.Option("--model", "-m", help="An exported model: .tflite or .onnx.")],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help="Camera index (0), /dev/videoN, a video file, a stream URL, or picamera2.")
+    ] = "0",
+    headless: Annotated[
+        bool, typer.Option("--headless", help='No window: one JSON line per frame {"frame", "digit", "confidence", "box", "fps", "latency_ms"}.')
+    ] = False,
+    serve: Annotated[
+        Optional[str],
+        typer.Option("--serve", help="Serve the annotated stream and a live page on HOST:PORT (host 127.0.0.1 unless given)."),
+    ] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
+    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+) -> None:
+    """Read digits from a camera live: a window (q or Esc quits), JSON lines (--headless) or a web page (--serve)."""
+    if max_frames is not None and max_frames < 1:
+        raise OptionsError(f"--max-frames must be at least 1, got {max_frames}")
+    box = _roi(roi)
+    window = not headless and serve is None
+    if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise OptionsError("no display to open a window on; use --headless for JSON lines or --serve 127.0.0.1:8080 for a web page")
+    address = None
+    if serve is not None:
+        from edgekit.runtime.serve import parse_address
+
+        address = parse_address(serve)
+
+    import cv2
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.camera import annotate, open_source, run_loop
+
+    clf = Classifier(model, threads=threads)
+    server = None
+    if address is not None:
+        from edgekit.runtime.serve import StreamServer
+
+        server = StreamServer(*address).start()
+        typer.echo(f"edgekit: serving the camera on {server.url} (Ctrl-C stops)", err=True)
+    stream = open_source(source)  # after the model and the server, so a failure there never holds the camera
+    out = sys.stdout
+
+    # A video file shown in a window or served plays at its own frame rate; headless runs flat out.
+    pace = 0.0 if headless and server is None else 1.0 / stream.fps if getattr(stream, "fps", 0) and not stream.live else 0.0
+    next_at = [time.monotonic()]
+
+    def on_result(result) -> bool:
+        if pace:
+            next_at[0] += pace
+            delay = next_at[0] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        if headless:
+            out.write(json.dumps(result.to_dict()) + "\n")
+            out.flush()
+        if server is not None or window:
+            img = annotate(result)
+            if server is not None:
+                ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                if ok:
+                    server.hub.publish(jpeg.tobytes(), result.to_dict())
+            if window:
+                cv2.imshow("edgekit webcam", img)
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27):
+                    return True
+                if cv2.getWindowProperty("edgekit webcam", cv2.WND_PROP_VISIBLE) < 1:
+                    return True
+        return False
+
+    try:
+        end = run_loop(stream, clf, on_result, roi=box, max_frames=max_frames)
+    finally:
+        if server is not None:
+            server.stop()
+        if window:
+            cv2.destroyAllWindows()
+    typer.echo(f"edgekit: {end.frames} frames from {stream.name}; {end.reason or 'done'}", err=True)
