@@ -128,4 +128,7 @@ def main() -> None:
 from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m edgekit.toolkit.cli`: the command modules registered on the imported module's app, not __main__'s.
+    from edgekit.toolkit.cli import main as _main
+
+    sys.exit(_main())
