@@ -58,6 +58,9 @@ def load_keras_model(model_path: str | os.PathLike):
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # keras raises ValueError, OSError, zipfile errors, ... for a bad file
+        if "safe_mode" in str(e):  # custom Python code (a Lambda layer): refused, never run
+            raise ModelLoadError(f"{path}: refused by Keras safe_mode ({str(e).split('.')[0]}); edgekit loads only "
+                                 "models without custom Python code such as Lambda layers") from None
         line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
         raise ModelLoadError(f"{path}: cannot load the Keras model ({type(e).__name__}: {line})") from None
     try:

@@ -357,6 +357,9 @@ def load_reference(path: str | os.PathLike):
 
         raise BackendMissingError(f"validating needs Keras ({e}); pip install 'edgekit[train]'") from None
     except Exception as e:  # any failure to read the file is the file's fault, said in one line
+        if "safe_mode" in str(e):  # custom Python code (a Lambda layer): refused, never run
+            raise ModelLoadError(f"{path}: refused by Keras safe_mode ({str(e).split('.')[0]}); edgekit loads only "
+                                 "models without custom Python code such as Lambda layers") from None
         raise ModelLoadError(f"{path}: cannot load the Keras model ({_first_line(e)}); pass a .keras that `edgekit train` wrote") from None
 
 
