@@ -12,7 +12,8 @@
 #
 # Usage: scripts/pi_check.sh (--models DIR | --keras FILE) [options]
 #   --models DIR      exported models (model_float32.tflite, model_int8.tflite, model_float32.onnx[, model_int8.onnx])
-#   --keras FILE      a trained .keras: exported here first with `edgekit export --format all` (needs TensorFlow)
+#   --keras FILE      a trained .keras: exported here first with `edgekit export --format all --quantize none,int8`
+#                     (on this x86-64 host, with TensorFlow)
 #   --data FILE       MNIST (.npz) for the test images and int8 calibration
 #                     (default $EDGEKIT_TEST_DATA, else ../shared/data/mnist.npz beside the repository)
 #   --images N        how many real MNIST test images to predict (default 10; emulated float32 costs ~2 s each)
@@ -209,7 +210,7 @@ fi
 stage "models and images (x86-64)"
 if [ -n "$KERAS" ]; then
     MODELS="$WORK/models"
-    "$PY" -c "from edgekit.toolkit.cli import main; main()" export --model "$KERAS" --format all --data "$DATA" \
+    "$PY" -c "from edgekit.toolkit.cli import main; main()" export --model "$KERAS" --format all --quantize none,int8 --data "$DATA" \
         --out "$MODELS" > "$WORK/export.log" 2>&1 || { tail -5 "$WORK/export.log" >&2; die 1 "edgekit export failed on x86-64"; }
 fi
 MODELS="$(cd "$MODELS" && pwd)"
@@ -218,7 +219,7 @@ for m in model_float32.tflite model_int8.tflite model_float32.onnx model_int8.on
     [ -f "$MODELS/$m" ] && MODEL_FILES+=("$m")
 done
 for m in model_float32.tflite model_int8.tflite model_float32.onnx; do
-    [ -f "$MODELS/$m" ] || die 2 "$MODELS has no $m; export with: edgekit export --format all"
+    [ -f "$MODELS/$m" ] || die 2 "$MODELS has no $m; export with: edgekit export --format all --quantize none,int8"
 done
 "$PY" "$HELPER" images "$DATA" "$IMAGES" "$WORK/images" > "$WORK/images.txt"
 stage_done ok "${#MODEL_FILES[@]} models (${MODEL_FILES[*]}) from $MODELS; $IMAGES MNIST test images as PNG"
