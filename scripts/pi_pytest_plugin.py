@@ -1,24 +1,30 @@
 """pytest plugin for running tests/runtime on the emulated Raspberry Pi (scripts/pi_check.sh loads it with -p).
 
-The device install has no TensorFlow, by design. A test (or fixture) that imports TensorFlow/Keras/tf2onnx itself —
-to train or export the model it then runs — cannot run there, so it is reported as skipped with that reason.
-Only when the import is made by the test's own code (under tests/): if edgekit's code imports a workstation-only
-module, that is the bug this check exists to catch, and the test fails as usual.
+The device install has no TensorFlow, by design, so the tests' own way of getting exported models (the runtime
+conftest's ``models`` fixture calls edgekit's exporter) cannot run there. Two things make the tests run anyway:
+
+* With ``EDGEKIT_PI_MODELS`` set to a folder of models that edgekit exported on x86-64 (``model_<q>.<fmt>``), the
+  ``models`` fixture's value is ``{"<q>.<fmt>": path}`` from that folder — the same exporter's output, made on the
+  workstation, which is exactly what a Pi receives.
+* A test or fixture that still needs a workstation-only module (TensorFlow, Keras, tf2onnx, ...) is reported as
+  skipped with that reason — unless the import comes from edgekit's device code (``edgekit/runtime/`` or the
+  ``predict``/``webcam`` CLI): that is the bug this check exists to catch, and the test fails as usual.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 WORKSTATION_ONLY = {"tensorflow", "keras", "tf2onnx", "tf_keras", "onnx", "matplotlib"}
-_TESTS_DIR = os.path.join(os.getcwd(), "tests") + os.sep
+DEVICE_CODE = (f"{os.sep}edgekit{os.sep}runtime{os.sep}", f"{os.sep}edgekit{os.sep}toolkit{os.sep}cli_runtime.py")
 
 
 def _needs_workstation(excinfo) -> str | None:
-    """The missing module's name if excinfo is a ModuleNotFoundError for a workstation-only module raised by an
-    import statement in the tests' own code, else None."""
+    """The missing module's name if excinfo is a ModuleNotFoundError for a workstation-only module that was not
+    imported by edgekit's device code, else None."""
     if excinfo is None or not isinstance(excinfo.value, ModuleNotFoundError):
         return None
     name = (excinfo.value.name or "").split(".")[0]
@@ -30,7 +36,19 @@ def _needs_workstation(excinfo) -> str | None:
         if "importlib" in path or path.startswith("<frozen"):
             continue
         importer = path
-    return name if importer and importer.startswith(_TESTS_DIR) else None
+    return name if importer and not any(part in importer for part in DEVICE_CODE) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    folder = os.environ.get("EDGEKIT_PI_MODELS")
+    if fixturedef.argname != "models" or not folder:
+        return None
+    found = {p.name[len("model_"):]: p for p in sorted(Path(folder).glob("model_*.*")) if p.suffix in (".tflite", ".onnx")}
+    if not found:
+        return None
+    fixturedef.cached_result = (found, fixturedef.cache_key(request), None)
+    return found
 
 
 @pytest.hookimpl(hookwrapper=True)

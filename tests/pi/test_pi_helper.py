@@ -70,26 +70,35 @@ def test_missing_predictions_fail(tmp_path):
     assert any("aarch64: 1 of 2 images predicted" in p for p in out["problems"])
 
 
-def test_plugin_skips_only_imports_made_by_tests(tmp_path):
-    """A test importing a missing workstation module is skipped; edgekit code importing one still fails."""
+def test_plugin_skips_workstation_imports_but_not_from_device_code(tmp_path):
+    """A missing workstation module needed by a test or by the exporter is a skip; needed by edgekit.runtime, a failure."""
     tests = tmp_path / "tests"
-    pkg = tmp_path / "lib" / "fakeedge"
     tests.mkdir()
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("def load():\n    import tensorflow_pi_check_missing  # noqa\n")
+    for part, module in (("runtime", "tensorflow_pi_check_missing"), ("export", "tensorflow_pi_check_missing")):
+        folder = tmp_path / "lib" / "edgekit" / part
+        folder.mkdir(parents=True)
+        (folder / "fake.py").write_text(f"def load():\n    import {module}  # noqa\n")
     (tests / "test_x.py").write_text(
-        "import pytest\n"
-        "def test_needs_tf():\n    import keras_pi_check_missing  # noqa\n"
-        "def test_runtime_bug():\n    import fakeedge\n    fakeedge.load()\n"
+        "import importlib.util, pathlib\n"
+        "def _load(part):\n"
+        "    p = pathlib.Path(__file__).parent.parent / 'lib' / 'edgekit' / part / 'fake.py'\n"
+        "    spec = importlib.util.spec_from_file_location('fake_' + part, p)\n"
+        "    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); return m\n"
+        "def test_needs_keras():\n    import keras_pi_check_missing  # noqa\n"
+        "def test_exporter_needs_tf():\n    _load('export').load()\n"
+        "def test_runtime_bug():\n    _load('runtime').load()\n"
         "def test_plain():\n    assert 1 + 1 == 2\n"
     )
     plugin = (REPO / "scripts" / "pi_pytest_plugin.py").read_text()
     # the same plugin, with made-up module names so this host's real TensorFlow cannot satisfy the imports
-    plugin = plugin.replace('WORKSTATION_ONLY = {', 'WORKSTATION_ONLY = {"keras_pi_check_missing", "tensorflow_pi_check_missing", ')
-    (tmp_path / "lib" / "pi_plugin_under_test.py").write_text(plugin)
+    plugin = plugin.replace("WORKSTATION_ONLY = {", 'WORKSTATION_ONLY = {"keras_pi_check_missing", "tensorflow_pi_check_missing", ')
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "pi_plugin_under_test.py").write_text(plugin)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "pi_plugin_under_test", "-p", "no:cacheprovider", "tests"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path / "lib"), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "pi_plugin_under_test", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "plugins"), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
-    assert "1 failed, 1 passed, 1 skipped" in proc.stdout, proc.stdout
-    assert "test_runtime_bug" in proc.stdout
+    assert "1 failed, 1 passed, 2 skipped" in proc.stdout, proc.stdout
+    assert "FAILED tests/test_x.py::test_runtime_bug" in proc.stdout
+    assert "needs keras_pi_check_missing (workstation only" in proc.stdout
