@@ -40,21 +40,37 @@ def _paper(rng: np.random.Generator, look: Look, dark_board: bool) -> tuple[np.n
     else:
         paper, ink = rng.uniform(165, 240), rng.uniform(15, 80)
     angle = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (np.cos(angle) * (xx / w - 0.5) + np.sin(angle) * (yy / h - 0.5)) + 0.5  # roughly 0..1 across
+    xs = np.cos(angle) * (np.arange(w, dtype=np.float32) / w - 0.5)
+    ys = np.sin(angle) * (np.arange(h, dtype=np.float32) / h - 0.5)
+    t = np.add.outer(ys, xs) + np.float32(0.5)  # roughly 0..1 across the frame
     lo, hi = look.gradient
     light = lo + (hi - lo) * np.clip(t, 0, 1)
     return light, paper, ink
 
 
+_NOISE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Unit Gaussian noise of ``shape``: a random window of a bigger fixed field (drawing fresh noise for
+    every frame costs more than everything else here)."""
+    h, w = shape
+    field = _NOISE.get(shape)
+    if field is None:
+        field = _NOISE[shape] = np.random.default_rng(99).standard_normal((h + 97, w + 89), dtype=np.float32)
+    y, x = int(rng.integers(0, 97)), int(rng.integers(0, 89))
+    return field[y : y + h, x : x + w]
+
+
 def _finish(img: np.ndarray, rng: np.random.Generator, look: Look) -> np.ndarray:
     """Tint to BGR, blur a little, add sensor noise, JPEG round trip -> uint8 (H, W, 3)."""
     tint = np.array([rng.uniform(0.9, 1.0), 1.0, rng.uniform(0.9, 1.05)], np.float32)
-    bgr = img[..., None] * tint
     if rng.random() < 0.5:
-        bgr = cv2.GaussianBlur(bgr, (3, 3), 0)
-    bgr = bgr + rng.normal(0, rng.uniform(*look.noise), bgr.shape).astype(np.float32)
-    out = np.clip(bgr, 0, 255).astype(np.uint8)
+        img = cv2.GaussianBlur(img, (3, 3), 0)
+    img = img + _noise(img.shape, rng) * np.float32(rng.uniform(*look.noise))
+    # Colour sensors: a slight tint and a little independent noise per channel.
+    bgr = cv2.merge([img * t + _noise(img.shape, rng) * np.float32(1.5) for t in tint])
+    out = cv2.convertScaleAbs(bgr)  # round and saturate to uint8
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(*look.jpeg))])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 

@@ -1,0 +1,42 @@
+"""The runtime's fixtures: real exported models (made once per session with edgekit's exporter from the
+shared small model) and camera-like frames made from real MNIST test digits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.toolkit.synthetic import mnist_frames
+
+
+@pytest.fixture(scope="session")
+def models(small_model_path, mnist_path, tmp_path_factory) -> dict[str, Path]:
+    """{"float32.tflite", "int8.tflite", "float32.onnx"} -> the exported file (edgekit.export.export_model)."""
+    from edgekit.export import export_model
+
+    out = tmp_path_factory.mktemp("exported")
+    export_model(small_model_path, out, formats=("tflite",), quantizations=("none", "int8"), data=mnist_path, calib_samples=200)
+    export_model(small_model_path, out / "onnx", formats=("onnx",), quantizations=("none",))
+    found = {
+        "float32.tflite": out / "model_float32.tflite",
+        "int8.tflite": out / "model_int8.tflite",
+        "float32.onnx": out / "onnx" / "model_float32.onnx",
+    }
+    for name, path in found.items():
+        assert path.is_file(), f"export_model did not write {name}"
+    return found
+
+
+@pytest.fixture(scope="session")
+def digits(mnist):
+    """300 real MNIST test digits (uint8 28x28) and their labels, the same for every test."""
+    return mnist.x_test[:300], mnist.y_test[:300].astype(int)
+
+
+@pytest.fixture(scope="session")
+def camera_frames(digits):
+    """The same 300 digits photographed: [(BGR frame, label, true box)]."""
+    x, y = digits
+    return list(mnist_frames(x, y, seed=1234))

@@ -1,0 +1,137 @@
+"""Camera frames to digits: generated frames of real MNIST test digits, read by a really trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgekit.runtime import Classifier
+from edgekit.runtime.contract import to_model_input
+from edgekit.runtime.preprocess import find_digits, parse_roi, to_gray
+from edgekit.toolkit.synthetic import Look, camera_frame, digit_strip, empty_frame
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope="module")
+def clf(models):
+    return Classifier(models["int8.tflite"])
+
+
+def test_frames_read_almost_as_well_as_the_28x28_digits(clf, digits, camera_frames):
+    """The same 300 test digits: as MNIST 28x28 images, and photographed (ink on paper, anywhere, any size,
+    rotated, under a lighting gradient, noisy, JPEG). Reading the photos may cost a few points, no more."""
+    x, y = digits
+    acc28 = float((clf.probabilities(to_model_input(x)).argmax(1) == y).mean())
+    preds = clf.classify([f for f, _, _ in camera_frames])
+    found = [p for p in preds if p.digit is not None]
+    acc_frames = float(np.mean([p.digit == label for p, (_, label, _) in zip(preds, camera_frames)]))
+    ious = [_iou(p.box, box) for p, (_, _, box) in zip(preds, camera_frames) if p.box is not None]
+    assert len(found) >= 0.98 * len(preds), f"no digit found in {len(preds) - len(found)} of {len(preds)} frames"
+    assert np.median(ious) > 0.85, f"the boxes miss the digits (median IoU {np.median(ious):.2f})"
+    assert acc_frames >= acc28 - 0.04, f"frames {acc_frames:.1%} vs 28x28 {acc28:.1%}"
+    assert acc_frames >= 0.88
+
+
+def test_light_ink_on_dark_board(clf, digits):
+    x, y = digits
+    rng = np.random.default_rng(7)
+    look = Look(light_on_dark=1.0)
+    frames = [camera_frame(img, rng, look)[0] for img in x[:60]]
+    assert all(f.mean() < 110 for f in frames)  # really dark boards
+    preds = clf.classify(frames)
+    acc = np.mean([p.digit == label for p, label in zip(preds, y[:60])])
+    assert acc >= 0.85, f"light-on-dark accuracy {acc:.1%}"
+
+
+@pytest.mark.parametrize("kind", ["paper", "dark", "noise"])
+def test_no_digit_when_nothing_is_there(clf, kind):
+    rng = np.random.default_rng({"paper": 1, "dark": 2, "noise": 3}[kind])
+    frames = [empty_frame(kind, rng) for _ in range(25)]
+    preds = clf.classify(frames)
+    assert [p.digit for p in preds] == [None] * 25
+    assert all(p.box is None and p.confidence == 0.0 for p in preds)
+
+
+def test_multi_digit_left_to_right(clf, digits):
+    x, y = digits
+    rng = np.random.default_rng(11)
+    exact = correct = total = 0
+    for k in range(20):
+        idx = rng.choice(len(x), 4, replace=False)
+        frame, boxes = digit_strip(x[idx], rng)
+        preds = clf.classify(frame, multi=True)
+        assert len(preds) == 4, f"strip {k}: found {len(preds)} digits, wrote 4"
+        assert [p.box[0] for p in preds] == sorted(p.box[0] for p in preds)
+        assert all(_iou(p.box, b) > 0.5 for p, b in zip(preds, boxes))  # each box is its own digit, in order
+        got = [p.digit for p in preds]
+        exact += got == list(y[idx])
+        correct += sum(g == t for g, t in zip(got, y[idx]))
+        total += 4
+    assert correct / total >= 0.85 and exact >= 10
+
+
+def test_region_of_interest_picks_the_digit_inside(clf, digits):
+    x, y = digits
+    rng = np.random.default_rng(5)
+    frame, boxes = digit_strip(x[[0, 1]], rng)  # a 7 and a 2
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = boxes
+    roi = (x1 - 10, max(0, y1 - 10), w1 + 20, h1 + 20)
+    p = clf.classify(frame, roi=roi)
+    assert p.digit == y[1] and p.box[0] >= roi[0]
+    assert clf.classify(frame, roi=(x0 - 10, max(0, y0 - 10), w0 + 20, h0 + 20)).digit == y[0]
+    with pytest.raises(ValueError):
+        find_digits(frame, roi=(5000, 5000, 50, 50))
+    assert parse_roi("1,2,30,40") == (1, 2, 30, 40)
+    with pytest.raises(ValueError, match="four integers"):
+        parse_roi("1,2,3")
+
+
+def test_any_dtype_and_channels_give_the_same_box(camera_frames):
+    frame, _, box = camera_frames[3]
+    gray = to_gray(frame)
+    variants = {
+        "bgr": frame,
+        "gray": gray,
+        "gray1": gray[..., None],
+        "bgra": np.dstack([frame, np.full(gray.shape, 255, np.uint8)]),
+        "float01": gray.astype(np.float32) / 255.0,
+        "uint16": gray.astype(np.uint16) * 257,
+    }
+    boxes = {k: find_digits(v)[0].box for k, v in variants.items()}
+    assert all(_iou(b, box) > 0.7 for b in boxes.values()), boxes
+
+
+def test_crop_looks_like_mnist(camera_frames):
+    """Longest side 20 px, centre of mass at the centre, ink bright on black."""
+    for frame, _, _ in camera_frames[:20]:
+        img = find_digits(frame)[0].image
+        assert img.shape == (28, 28) and img.dtype == np.uint8
+        rows, cols = np.nonzero(img > 30)
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 in range(17, 23)
+        m = img.astype(float)
+        cy, cx = (m.sum(1) @ np.arange(28)) / m.sum(), (m.sum(0) @ np.arange(28)) / m.sum()
+        assert abs(cy - 13.5) < 1.5 and abs(cx - 13.5) < 1.5
+        assert img[0].max() == 0 and img[:, 0].max() == 0 and img.max() == 255
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(8, 300), w=st.integers(8, 300), channels=st.sampled_from([0, 1, 3, 4]),
+    dtype=st.sampled_from(["uint8", "uint16", "float32", "bool"]), seed=st.integers(0, 2**16),
+)
+def test_any_frame_never_crashes(h, w, channels, dtype, seed):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels == 0 else (h, w, channels)
+    frame = (rng.random(shape) * {"uint8": 255, "uint16": 65535, "float32": 1, "bool": 2}[dtype]).astype(dtype)
+    for c in find_digits(frame, multi=True):
+        assert c.image.shape == (28, 28)
+        x, y, bw, bh = c.box
+        assert 0 <= x < w and 0 <= y < h and bw >= 1 and bh >= 1
