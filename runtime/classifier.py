@@ -124,7 +124,7 @@ class Classifier:
             single = False
         else:
             a = np.asarray(frame_or_batch)
-            single = a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))
+            single = a.ndim <= 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))  # < 2: refused as one bad frame
             frames = [a] if single else list(a)
         crops = []
         for k, f in enumerate(frames):

@@ -67,7 +67,8 @@ def _to_uint8(f: np.ndarray) -> np.ndarray:
     if f.dtype == np.uint16:
         return (f >> 8).astype(np.uint8)
     if np.issubdtype(f.dtype, np.floating):
-        f = np.nan_to_num(f.astype(np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range: inf, then clipped
+            f = np.nan_to_num(f.astype(np.float32))
         top = float(f.max()) if f.size else 0.0
         return np.clip(f * (255.0 if top <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     return np.clip(f, 0, 255).astype(np.uint8)
@@ -87,6 +88,7 @@ def parse_roi(text: str) -> Box:
 def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) -> list[DigitCrop]:
     """The digit (or with ``multi`` every digit, left to right) in a frame; [] when none is plausible."""
     gray = to_gray(frame)
+    frame_h, frame_w = gray.shape
     ox = oy = 0
     if roi is not None:
         x, y, w, h = roi
@@ -113,9 +115,10 @@ def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) 
     for (x, y, w, h), patch in groups:
         bx, by = ox + int(x / scale), oy + int(y / scale)
         bw, bh = max(1, round(w / scale)), max(1, round(h / scale))
-        if bx < 0 or by < 0:  # the paper pad around a crop
-            bw, bh, bx, by = bw + min(bx, 0), bh + min(by, 0), max(bx, 0), max(by, 0)
-        box = (bx, by, bw, bh)
+        # Clip to the frame: the paper pad around a crop (and rounding) can reach past its edges.
+        x2, y2 = min(bx + bw, frame_w), min(by + bh, frame_h)
+        bx, by = min(max(bx, 0), frame_w - 1), min(max(by, 0), frame_h - 1)
+        box = (bx, by, max(1, x2 - bx), max(1, y2 - by))
         crops.append(DigitCrop(_mnist_like(patch), box))
     return crops
 
