@@ -22,7 +22,12 @@ from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, OptionsErr
 from edgekit.toolkit.cli import app
 
 LIMIT = 1000  # test images for the shared report; one image is 0.1 point
-FAST = ["--limit", "500", "--latency-runs", "10"]
+# The session's small model has seen 94 training steps: far from converged, its int8 export loses ~0.7 point
+# on these images (measured), where a trained model loses < 0.3 (the default, checked end to end in
+# tests/test_e2e_pipeline.py and on full MNIST in the README). The tests here are about the machinery,
+# so they allow the small model's int8 drop; float32 and float16 keep their default thresholds.
+SMALL_MODEL_MAX_DROP = 2.0
+FAST = ["--limit", "300", "--latency-runs", "10", "--max-drop", str(SMALL_MODEL_MAX_DROP)]
 
 
 # --- fixtures: real exports, exported once ------------------------------------------------------------
@@ -39,7 +44,8 @@ def export_dir(small_model_path, mnist_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(export_dir, mnist):
-    return validate(export_dir, data=mnist, limit=LIMIT, latency_runs=20, raise_on_failure=False)
+    thresholds = Thresholds(quantized_max_drop=SMALL_MODEL_MAX_DROP)
+    return validate(export_dir, data=mnist, limit=LIMIT, thresholds=thresholds, latency_runs=20, raise_on_failure=False)
 
 
 @pytest.fixture(scope="module")
@@ -159,37 +165,36 @@ def test_json_keys_are_stable(report, tmp_path):
 
 
 def test_html_report_is_self_contained_with_its_images(report, tmp_path, mnist, small_model_path):
-    from edgekit.toolkit.report import MAX_THUMBNAILS, write_html
-
-    # Without a run folder: a confusion matrix per model, and a thumbnail per disagreement with Keras.
-    html = write_html(report, tmp_path / "report.html").read_text(encoding="utf-8")
-    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    thumbs = sum(min(MAX_THUMBNAILS, int(np.sum(a.predictions != report.reference.predictions))) for a in report.artifacts)
-    assert thumbs > 0, "int8 should disagree with Keras somewhere in 1,000 images of a 95 % model"
-    assert len(images) == 1 + len(report.artifacts) + thumbs
-    assert html.count('class="thumb"') == thumbs
-    assert not re.search(r'(src|href)="(?!data:)', html), "nothing may be fetched from outside the file"
     import base64
 
-    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
+    from edgekit.toolkit.report import MAX_THUMBNAILS, write_html
 
-    # With the reference in a run folder: the training curves and the training set's pictures too.
+    assert report.run_dir is None  # the session's model sits alone: no run folder, no training pictures
+    # Put the reference in a run folder: the report adds the training curves and the training set's pictures.
     run = tmp_path / "run"
     run.mkdir()
     shutil.copyfile(small_model_path, run / "model.keras")
     (run / "history.json").write_text(json.dumps({"loss": [0.9, 0.4], "accuracy": [0.7, 0.9]}))
     in_run = dataclasses.replace(report, reference_path=str(run / "model.keras"))
     assert in_run.run_dir == run
-    html = write_html(in_run, tmp_path / "run.html", mnist=mnist).read_text(encoding="utf-8")
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == len(images) + 3  # curves, samples, counts
+
+    html = write_html(in_run, tmp_path / "report.html", mnist=mnist).read_text(encoding="utf-8")
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    thumbs = sum(min(MAX_THUMBNAILS, int(np.sum(a.predictions != report.reference.predictions))) for a in report.artifacts)
+    assert thumbs > 0, "int8 should disagree with Keras somewhere in 1,000 images of a 95 % model"
+    # a confusion matrix per model, a thumbnail per disagreement, then the curves, the sample grid, the counts
+    assert len(images) == 1 + len(report.artifacts) + thumbs + 3
+    assert html.count('class="thumb"') == thumbs
     assert "Training run" in html and "The training data" in html
+    assert not re.search(r'(src|href)="(?!data:)', html), "nothing may be fetched from outside the file"
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in images)
 
 
 def test_damaged_artifact_fails_parity_with_the_check_failed_code(damaged_dir, tmp_path):
     # A second kind of damage in the same run: bytes appended after export (the runtime still loads it).
     with open(damaged_dir / "model_float16.tflite", "ab") as f:
         f.write(b"\0" * 16)
-    result, out, err = run_cli(damaged_dir, "--json", tmp_path / "p.json", *FAST, "--max-drop", "5")
+    result, out, err = run_cli(damaged_dir, "--json", tmp_path / "p.json", *FAST)
     assert result.exit_code == EXIT_CHECK_FAILED, (out, err)
     bad = table_row(out, "model_float32.tflite")
     assert "✗" in bad and "max |Δp|" in bad
@@ -211,8 +216,8 @@ def test_cli_passes_and_writes_json_and_html(export_dir, small_model_path, mnist
                                "--json", tmp_path / "v.json", "--html", tmp_path / "v.html", *FAST)
     assert result.exit_code == 0, (out, err)
     assert table_row(out, "keras") and out.strip().splitlines()[-1].startswith("parity holds: 4 of 4")
-    assert "[1/5] keras: 500/500 images" in err and "[5/5] " in err  # progress across the models
-    assert json.loads((tmp_path / "v.json").read_text())["images"] == 500
+    assert "[1/5] keras: 300/300 images" in err and "[5/5] " in err  # progress across the models
+    assert json.loads((tmp_path / "v.json").read_text())["images"] == 300
     assert (tmp_path / "v.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
@@ -251,7 +256,7 @@ def test_bad_input_exits_2_with_one_line(export_dir, tmp_path, damage, extra, ex
     shutil.copytree(export_dir, folder)
     if damage is not None:
         damage(folder)
-    result, out, err = run_cli(folder, *extra, *FAST)
+    result, out, err = run_cli(folder, *FAST, *extra)  # extra last: it overrides FAST's --limit
     assert result.exit_code == EXIT_BAD_INPUT, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgekit: error: ") and expected in lines[0], err
