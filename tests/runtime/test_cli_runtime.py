@@ -1,0 +1,211 @@
+"""`edgekit predict` and `edgekit webcam` through the real CLI: JSON lines, one-line errors, exit codes,
+a generated video file as the camera, and a network camera that goes away mid-stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.runtime import Classifier
+from edgekit.runtime.camera import IterSource, annotate, run_loop
+from edgekit.runtime.errors import CameraError
+from edgekit.toolkit.cli import app
+from edgekit.toolkit.synthetic import digit_strip, empty_frame, write_video
+
+runner = CliRunner()
+HEADLESS_KEYS = {"frame", "digit", "confidence", "box", "fps", "latency_ms"}
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory, camera_frames, digits):
+    d = tmp_path_factory.mktemp("images")
+    for k in range(6):
+        cv2.imwrite(str(d / f"digit_{k}.png"), camera_frames[k][0])
+    cv2.imwrite(str(d / "blank.jpg"), empty_frame("paper", np.random.default_rng(0)))
+    x, _ = digits
+    cv2.imwrite(str(d / "strip.png"), digit_strip(x[[1, 0, 1, 6]], np.random.default_rng(3))[0])  # 2 7 2 4... labels below
+    return d
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory, camera_frames):
+    path = tmp_path_factory.mktemp("video") / "desk.avi"
+    write_video(path, [f for f, _, _ in camera_frames[:30]], fps=15)
+    return path
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# -- predict ----------------------------------------------------------------------------------------
+
+
+def test_predict_json_lines(models, image_dir, camera_frames):
+    r = runner.invoke(app, ["predict", str(models["int8.tflite"]), *(str(image_dir / f"digit_{k}.png") for k in range(6)), "--json"])
+    assert r.exit_code == 0, r.output
+    rows = _lines(r.stdout)
+    assert [set(row) for row in rows] == [{"path", "digit", "confidence", "box"}] * 6
+    assert sum(row["digit"] == camera_frames[k][1] for k, row in enumerate(rows)) >= 5
+    assert all(0 < row["confidence"] <= 1 and len(row["box"]) == 4 for row in rows)
+
+
+def test_predict_folder_with_an_unreadable_file(models, image_dir, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = runner.invoke(app, ["predict", str(models["float32.onnx"]), str(image_dir), str(bad), str(tmp_path / "missing.png")])
+    assert r.exit_code == 2
+    out = r.stdout.splitlines()
+    assert len(out) == 8  # 6 digits, the blank page and the strip: one line each, the rest went on
+    assert any(line.startswith(str(image_dir / "blank.jpg")) and line.endswith("no digit") for line in out)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("edgekit: error:")]
+    assert len(errors) == 2 and "broken.png" in errors[0] and "missing.png" in errors[1]
+    assert "Traceback" not in r.output
+
+
+def test_predict_json_marks_failures_and_blank(models, image_dir, tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_text("text")
+    r = runner.invoke(app, ["predict", str(models["int8.tflite"]), str(image_dir / "blank.jpg"), str(bad), "--json"])
+    assert r.exit_code == 2
+    blank, broken = _lines(r.stdout)
+    assert blank == {"path": str(image_dir / "blank.jpg"), "digit": None, "confidence": 0.0, "box": None}
+    assert broken["digit"] is None and "error" in broken
+
+
+def test_predict_multi(models, image_dir, digits):
+    _, y = digits
+    r = runner.invoke(app, ["predict", str(models["int8.tflite"]), str(image_dir / "strip.png"), "--json", "--multi"])
+    assert r.exit_code == 0, r.output
+    (row,) = _lines(r.stdout)
+    assert len(row["digits"]) == 4 and len(row["digit"]) == 4
+    xs = [d["box"][0] for d in row["digits"]]
+    assert xs == sorted(xs)
+    expected = "".join(str(y[i]) for i in (1, 0, 1, 6))
+    assert sum(a == b for a, b in zip(row["digit"], expected)) >= 3
+
+
+def test_predict_bad_model_and_roi(models, image_dir, tmp_path):
+    r = runner.invoke(app, ["predict", str(tmp_path / "nope.tflite"), str(image_dir)])
+    assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0 and "no such model file" in r.stderr
+    r = runner.invoke(app, ["predict", str(models["int8.tflite"]), str(image_dir), "--roi", "1,2"])
+    assert r.exit_code == 2 and "--roi" in r.stderr
+
+
+# -- webcam -----------------------------------------------------------------------------------------
+
+
+def test_webcam_headless_over_a_video_file(models, video, camera_frames):
+    r = runner.invoke(app, ["webcam", "--model", str(models["int8.tflite"]), "--source", str(video), "--headless", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    rows = _lines(r.stdout)
+    assert len(rows) == 30 and [row["frame"] for row in rows] == list(range(30))
+    assert all(set(row) == HEADLESS_KEYS for row in rows)
+    assert all(row["latency_ms"] > 0 for row in rows) and rows[-1]["fps"] > 0
+    correct = sum(row["digit"] == camera_frames[k][1] for k, row in enumerate(rows))
+    assert correct >= 26, f"{correct}/30 frames of the video read right"
+    assert "30 frames" in r.stderr and "end of" in r.stderr
+
+
+def test_webcam_max_frames_and_roi(models, video):
+    r = runner.invoke(app, ["webcam", "-m", str(models["float32.onnx"]), "-s", str(video), "--headless", "--max-frames", "5", "--roi", "0,0,320,240"])
+    assert r.exit_code == 0, r.output
+    rows = _lines(r.stdout)
+    assert len(rows) == 5
+    assert all(row["box"] is None or (row["box"][0] + row["box"][2] <= 321 and row["box"][1] + row["box"][3] <= 241) for row in rows)
+
+
+@pytest.mark.parametrize("source", ["/dev/video97", "97", "no_such_video.avi"])
+def test_webcam_camera_that_cannot_be_opened(models, source, tmp_path):
+    r = runner.invoke(app, ["webcam", "-m", str(models["int8.tflite"]), "-s", source, "--headless"])
+    assert r.exit_code == 3
+    assert r.stderr.startswith("edgekit: error: cannot open") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_webcam_window_without_a_display(models, video, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    r = runner.invoke(app, ["webcam", "-m", str(models["int8.tflite"]), "-s", str(video)])
+    assert r.exit_code == 2 and "--headless" in r.stderr
+
+
+def test_network_camera_lost_mid_stream(models, camera_frames):
+    """A real MJPEG camera over loopback (edgekit's own server) that stops: a few JSON lines, then one
+    error line and exit 3 after the retries. No hang: the whole run is bounded by a timeout."""
+    from edgekit.runtime.serve import StreamServer
+
+    server = StreamServer("127.0.0.1", 0).start()
+    stop = threading.Event()
+
+    def publish():
+        k = 0
+        while not stop.is_set():
+            server.hub.publish(cv2.imencode(".jpg", camera_frames[k % 30][0])[1].tobytes(), {"frame": k})
+            k += 1
+            time.sleep(0.03)
+
+    threading.Thread(target=publish, daemon=True).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]),
+         "-s", server.url + "stream.mjpg", "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert all(json.loads(line)["frame"] == k for k, line in enumerate(lines))
+        stop.set()
+        server.stop()  # the camera goes away
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        stop.set()
+    assert proc.returncode == 3, err
+    errors = [line for line in err.splitlines() if line.startswith("edgekit:")]
+    assert errors == [errors[-1]] and "stopped delivering frames" in errors[-1]
+    assert "Traceback" not in err
+
+
+def test_loop_releases_the_source_and_retries(models, camera_frames):
+    clf = Classifier(models["int8.tflite"])
+    frames = [f for f, _, _ in camera_frames[:3]]
+    seen = []
+    live = IterSource(frames + [None] * 10, name="camera 0", live=True)
+    with pytest.raises(CameraError, match="stopped delivering frames"):
+        run_loop(live, clf, seen.append, retry_delay=0.0)
+    assert live.released and len(seen) == 3
+    # a failed read in between is retried and the stream goes on
+    flaky = IterSource([frames[0], None, None, frames[1], None, frames[2]], live=True)
+    seen.clear()
+    with pytest.raises(CameraError):
+        run_loop(flaky, clf, seen.append, retry_delay=0.0)
+    assert len(seen) == 3 and flaky.released
+    # a file just ends; on_result returning True stops; errors inside still release
+    done = IterSource(frames)
+    end = run_loop(done, clf, lambda r: r.index == 1)
+    assert end.frames == 2 and end.reason == "stopped" and done.released
+    broken = IterSource(frames)
+    with pytest.raises(ZeroDivisionError):
+        run_loop(broken, clf, lambda r: 1 / 0)
+    assert broken.released
+
+
+def test_annotate_draws_on_any_frame(models, camera_frames):
+    clf = Classifier(models["int8.tflite"])
+    frame = camera_frames[0][0]
+    results = []
+    run_loop(IterSource([frame, frame[..., 0], frame.astype(np.float32) / 255]), clf, results.append)
+    for r in results:
+        img = annotate(r)
+        assert img.dtype == np.uint8 and img.shape == (480, 640, 3)
+        assert not np.array_equal(img, cv2.cvtColor(r.frame, cv2.COLOR_GRAY2BGR) if r.frame.ndim == 2 else r.frame)
+        x, y, w, h = r.prediction.box
+        assert tuple(img[y, x + w // 2]) == (0, 200, 0)  # the box's top edge is drawn
