@@ -53,6 +53,18 @@ def _read_metadata(path: Path) -> dict | None:
     return read_metadata(path)
 
 
+def _float_input(x) -> np.ndarray:
+    """Model input as float32; integer pixels (0-255 not yet scaled), text and objects are refused."""
+    try:
+        a = np.asarray(x)
+    except ValueError as e:  # a ragged nested list
+        raise DataError(f"model input is not an array ({str(e).splitlines()[0]})") from None
+    if a.dtype.kind != "f":
+        raise DataError(f"model input must be floats in [0, 1], got {a.dtype}; convert uint8 images with "
+                        "edgekit.runtime.contract.to_model_input")
+    return a.astype(np.float32)
+
+
 class Classifier:
     """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow)."""
 
@@ -102,9 +114,11 @@ class Classifier:
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Model input float32 (N, 28, 28, 1) in [0, 1], as ``contract.to_model_input`` makes it -> (N, 10)."""
         if type(x) is not np.ndarray or x.dtype != np.float32:
-            x = np.asarray(x, dtype=np.float32)
+            x = _float_input(x)
         if x.shape[1:] != self._item_shape or x.shape[0] < 1:
             raise DataError(f"model input must have shape (N, 28, 28, 1) with N >= 1, got {x.shape}")
+        if not np.isfinite(x).all():
+            raise DataError("model input holds NaN or infinite values; pass pixels scaled to [0, 1] with contract.to_model_input")
         return self._run(x)
 
     # -- frames --------------------------------------------------------------------------------------
