@@ -44,6 +44,13 @@ def _images(paths: List[Path]) -> list[Path]:
     return out
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's own warnings (a truncated PNG, a camera probe) would be extra lines beside edgekit's one-line errors."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def _read_image(path: Path):
     """Any image OpenCV decodes, at its own depth and channels; transparency is laid on white paper."""
     import cv2
@@ -77,6 +84,7 @@ def predict(
     """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not."""
     from edgekit.runtime import Classifier
 
+    _quiet_opencv()
     box = _roi(roi)
     clf = Classifier(model, threads=threads)
     failed = 0
@@ -157,6 +165,8 @@ def webcam(
 
     from edgekit.runtime import Classifier
     from edgekit.runtime.camera import annotate, open_source, run_loop
+
+    _quiet_opencv()
 
     clf = Classifier(model, threads=threads)
     server = None
