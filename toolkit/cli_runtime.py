@@ -45,10 +45,12 @@ def _images(paths: List[Path]) -> list[Path]:
 
 
 def _quiet_opencv() -> None:
-    """OpenCV's own warnings (a truncated PNG, a camera probe) would be extra lines beside edgekit's one-line errors."""
+    """OpenCV's and FFmpeg's own messages (a truncated PNG, a camera probe, "Stream ends prematurely") would be
+    extra lines beside edgekit's one-line errors."""
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
 
 
 def _read_image(path: Path):
