@@ -73,6 +73,14 @@ def sha256_file(path: Path, digest: "hashlib._Hash | None" = None) -> str:
 
 def _load_npz(path: Path) -> Mnist:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+    if not magic.startswith(b"PK"):  # np.load would call anything else pickled data
+        what = "an empty file" if not magic else "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
+        raise DataError(f"{path}: not a readable .npz ({what}); pass a Keras-layout mnist.npz or an IDX folder")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in NPZ_KEYS if k not in npz.files]
             if missing:
