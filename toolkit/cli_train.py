@@ -79,7 +79,7 @@ def train(
              f"lr {r.learning_rate:g}, label smoothing {r.label_smoothing:g}, BN momentum {r.bn_momentum:g}, "
              f"augment {'on' if r.augment else 'off'}, seed {options.seed}")
     started = time.perf_counter()
-    result = run(options, callbacks=[_progress_bar()], log=note)
+    result = run(options, callbacks=lambda: [_progress_bar()], log=note)
     m = result.metrics
     typer.echo(f"test accuracy {m['test']['accuracy']:.2%} (loss {m['test']['loss']:.4f}) on {m['test']['images']:,} test images")
     typer.echo(f"trained {m['epochs']} epoch(s) on {m['train_images']:,} images in {_duration(m['train_seconds'])} "

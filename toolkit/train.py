@@ -109,7 +109,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     # The best model: more epochs of the same, with augmentation and decoupled weight decay.
     "full": Recipe(
-        "full", epochs=5, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
+        "full", epochs=3, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
         warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True,
     ),
 }
@@ -197,12 +197,13 @@ class RunResult:
 
 def train(
     options: TrainOptions,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[Any] | Callable[[], Sequence[Any]] = (),
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Train per ``options`` into ``options.out`` and return the result.
 
-    ``callbacks``: extra Keras callbacks (the CLI's progress bar). ``log``: receives one-line notes
+    ``callbacks``: extra Keras callbacks (the CLI's progress bar), or a function making them, called once
+    the data has loaded (so bad input fails before Keras is imported). ``log``: receives one-line notes
     (resuming, budget reached). Raises OptionsError / DataError on bad input and TrainingInterrupted on
     Ctrl-C, after the last completed epoch has been saved.
     """
@@ -262,7 +263,7 @@ def train(
     budget = _Budget(keras, options.max_seconds - elapsed_before) if options.max_seconds else None
     if budget:
         cbs.append(budget)
-    cbs.extend(callbacks)
+    cbs.extend(callbacks() if callable(callbacks) else callbacks)
 
     try:
         model.fit(
