@@ -212,6 +212,7 @@ if [ -n "$KERAS" ]; then
     MODELS="$WORK/models"
     "$PY" -c "from edgekit.toolkit.cli import main; main()" export --model "$KERAS" --format all --quantize none,int8 --data "$DATA" \
         --out "$MODELS" > "$WORK/export.log" 2>&1 || { tail -5 "$WORK/export.log" >&2; die 1 "edgekit export failed on x86-64"; }
+    cp "$KERAS" "$MODELS/model.keras"  # the source, for the tests' small_model_path (never loaded on the device)
 fi
 MODELS="$(cd "$MODELS" && pwd)"
 MODEL_FILES=()
@@ -244,6 +245,23 @@ for m in "${MODEL_FILES[@]}"; do
 done
 
 # ====================================================================================================
+# The same comparison at full precision, through the runtime's API (predict prints 4 decimals), on a few images
+# in one process per side (each emulated start costs ~15 s).
+PROB_IMAGES=$(( IMAGES < 3 ? IMAGES : 3 ))
+stage "probabilities (Classifier, $PROB_IMAGES images)"
+MODEL_LIST="$(IFS=,; echo "${MODEL_FILES[*]}")"
+if "$PY" "$HELPER" probabilities "$MODELS" "$MODEL_LIST" "$WORK/images" "$PROB_IMAGES" > "$WORK/native/probabilities.json" \
+        2> "$WORK/native/probabilities.err" &&
+   (cd "$WORK" && PYTHONPATH="$SITE" timeout 1200 "$PIPY" "$HELPER" probabilities "$MODELS" "$MODEL_LIST" "$WORK/images" \
+        "$PROB_IMAGES" > "$WORK/pi/probabilities.json" 2> "$WORK/pi/probabilities.err") &&
+   detail="$("$PY" "$HELPER" compare-probabilities "$WORK/native/probabilities.json" "$WORK/pi/probabilities.json" \
+        "$WORK/compare-probabilities.json")"; then
+    stage_done ok "$detail"
+else
+    stage_done FAIL "${detail:-$(tail -1 "$WORK/pi/probabilities.err" "$WORK/native/probabilities.err" 2>/dev/null | tr '\n' ' ')}"
+fi
+
+# ====================================================================================================
 if [ "$RUN_TESTS" = 1 ]; then
     stage "tests/runtime (emulated)"
     if [ -z "$(ls "$REPO/tests/runtime/"test_*.py 2>/dev/null)" ]; then
@@ -253,7 +271,7 @@ if [ "$RUN_TESTS" = 1 ]; then
         # reports a test that still needs TensorFlow as skipped — unless edgekit's device code is what imported it.
         set +e
         (cd "$REPO" && PYTHONPATH="$TESTSITE:$SITE:$REPO/scripts" EDGEKIT_TEST_DATA="$DATA" EDGEKIT_PI_MODELS="$MODELS" \
-            timeout 1800 "$PIPY" -m pytest tests/runtime -q -p pi_pytest_plugin -o cache_dir="$WORK/pytest-cache" \
+            timeout 1800 "$PIPY" -m pytest tests/runtime -q -p pi_pytest_plugin -o cache_dir="$WORK/pytest-cache" --durations=8 \
             -m "not browser" --junitxml "$WORK/pytest.xml" > "$WORK/pytest.log" 2>&1)
         rc=$?
         set -e

@@ -4,6 +4,8 @@
   import-check                        (runs ON the emulated Pi) edgekit.runtime imports, no TensorFlow anywhere
   images MNIST N OUT                  the first N real MNIST test images as PNGs; prints "file<TAB>label" lines
   compare MODEL NATIVE PI IMAGES ...  native vs emulated `edgekit predict --json`: digits equal, confidences close
+  probabilities FOLDER MODELS IMAGES N  (runs on both sides) Classifier.probabilities at full precision, as JSON
+  compare-probabilities NATIVE PI OUT  max |Δp| per model against the tolerances below
   sizes ...                           device install vs workstation install, as JSON
   report ...                          the summary table and the JSON results file (written atomically)
 """
@@ -19,11 +21,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-# Tolerances for a confidence computed on x86-64 and on the emulated Cortex-A72. Float models: the kernels differ
-# (AVX vs NEON summation order), measured |diff| ~2.5e-7, allowed 1e-4 (also the validate command's float threshold).
-# int8 models: the output is an int8 with scale 1/256, so one step of it, 1/256, is a rounding difference in a
-# requantization kernel, not a different answer (measured: 0).
-TOLERANCE = {"float32": 1e-4, "float16": 1e-4, "dynamic": 1e-4, "int8": 1.0 / 256 + 1e-6}
+# Tolerances between x86-64 and the emulated Cortex-A72, for the full-precision probabilities (`probabilities`) and
+# for the confidence `edgekit predict --json` prints (4 decimals, so one unit of 1e-4 more). Float models: the kernels
+# differ (AVX vs NEON summation order; measured max |diff| 2.5e-7 before edgekit existed), allowed 1e-5. int8 models:
+# the output is an int8 with scale 1/256, so one step of it is a rounding difference in a requantization kernel, not
+# a different answer (measured: 0).
+PRINTED = 1e-4
+TOLERANCE = {"float32": 1e-5, "float16": 1e-5, "dynamic": 1e-5, "int8": 1.0 / 256}
+EPS = 1e-9
 WORKSTATION_ONLY = ("tensorflow", "keras", "tf2onnx", "tf_keras", "tensorboard", "jax")
 
 
@@ -137,7 +142,7 @@ def _read_jsonl(path: Path) -> dict[str, dict]:
 
 def compare(args) -> None:
     quant = args.model.split("_", 1)[1].split(".")[0]
-    tol = TOLERANCE.get(quant, 1e-4)
+    tol = TOLERANCE.get(quant, 1e-5) + PRINTED + EPS
     labels = dict(line.split("\t") for line in Path(args.images).read_text().splitlines())
     native, pi = _read_jsonl(Path(args.native)), _read_jsonl(Path(args.pi))
     t_native, t_pi = (float(t) for t in Path(args.times).read_text().split())
@@ -176,6 +181,58 @@ def compare(args) -> None:
         raise SystemExit(1)
     print(f"{digits_equal}/{len(labels)} digits equal, max |Δconfidence| {max_diff:.2g} ≤ {tol:.2g}; "
           f"{correct}/{len(labels)} match the label; x86-64 {t_native:.1f}s, emulated {t_pi:.1f}s")
+
+
+# --- probabilities (runs on both sides) ------------------------------------------------------------------
+def probabilities(args) -> None:
+    """Classifier.probabilities of each model on the first N images of the PNG folder, at full precision."""
+    import time
+
+    import cv2
+    import numpy as np
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.contract import to_model_input
+
+    files = sorted(Path(args.images).glob("*.png"))[: args.n]
+    x = to_model_input(np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]))
+    out = {}
+    for name in args.models.split(","):
+        t0 = time.perf_counter()
+        clf = Classifier(Path(args.folder) / name)
+        t1 = time.perf_counter()
+        p = clf.probabilities(x[:1])  # one image first, then the rest one by one: the device's per-frame case
+        t2 = time.perf_counter()
+        rows = [p[0]] + [clf.probabilities(x[i : i + 1])[0] for i in range(1, len(x))]
+        t3 = time.perf_counter()
+        out[name] = {"p": np.asarray(rows, dtype=np.float64).tolist(), "load_s": t1 - t0, "first_s": t2 - t1,
+                     "per_image_ms": 1000 * (t3 - t2) / max(1, len(x) - 1)}
+    json.dump({"images": [f.name for f in files], "models": out}, sys.stdout)
+
+
+def compare_probabilities(args) -> None:
+    a, b = json.loads(Path(args.native).read_text()), json.loads(Path(args.pi).read_text())
+    problems, result = [], {}
+    for name, na in a["models"].items():
+        pa, pb = na["p"], b["models"].get(name, {}).get("p")
+        quant = name.split("_", 1)[1].split(".")[0]
+        tol = TOLERANCE.get(quant, 1e-5) + EPS
+        if pb is None or len(pb) != len(pa):
+            problems.append(f"{name}: no probabilities from aarch64")
+            continue
+        diff = max(abs(x - y) for ra, rb in zip(pa, pb) for x, y in zip(ra, rb))
+        argmax_equal = sum(max(range(10), key=ra.__getitem__) == max(range(10), key=rb.__getitem__) for ra, rb in zip(pa, pb))
+        result[name] = {"max_abs_diff": diff, "tolerance": tol, "top1_equal": argmax_equal, "images": len(pa),
+                        "emulated_per_image_ms": b["models"][name]["per_image_ms"],
+                        "x86_64_per_image_ms": na["per_image_ms"]}
+        if diff > tol or argmax_equal != len(pa):
+            problems.append(f"{name}: max |Δp| {diff:.2g} (tolerance {tol:.2g}), top-1 equal {argmax_equal}/{len(pa)}")
+    _write_json(Path(args.out), {"ok": not problems, "problems": problems, "models": result})
+    if problems:
+        print("; ".join(problems))
+        raise SystemExit(1)
+    print("; ".join(f"{n.removeprefix('model_')}: max |Δp| {r['max_abs_diff']:.1g}" for n, r in result.items())
+          + f" over {len(a['images'])} images x 10 classes")
 
 
 # --- sizes --------------------------------------------------------------------------------------------
@@ -277,6 +334,7 @@ def report(args) -> None:
         "device": load("import.json"),
         "images": int(args.images),
         "predict": {m: load(f"compare-{m}.json") for m in args.models.split()},
+        "probabilities": load("compare-probabilities.json"),
         "sizes": load("sizes.json"),
     }
     _write_json(Path(args.json), result)
@@ -295,6 +353,15 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("model", "native", "pi", "images", "native_err", "pi_err", "times", "out"):
         s.add_argument(a)
     s.set_defaults(fn=compare)
+    s = sub.add_parser("probabilities")
+    for a in ("folder", "models", "images"):
+        s.add_argument(a)
+    s.add_argument("n", type=int)
+    s.set_defaults(fn=probabilities)
+    s = sub.add_parser("compare-probabilities")
+    for a in ("native", "pi", "out"):
+        s.add_argument(a)
+    s.set_defaults(fn=compare_probabilities)
     s = sub.add_parser("sizes")
     for a in ("--device-wheels", "--device-site", "--root", "--debs", "--opencv-gui-debs", "--base-closure",
               "--workstation-wheels", "--workstation-site"):

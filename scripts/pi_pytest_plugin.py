@@ -3,9 +3,10 @@
 The device install has no TensorFlow, by design, so the tests' own way of getting exported models (the runtime
 conftest's ``models`` fixture calls edgekit's exporter) cannot run there. Two things make the tests run anyway:
 
-* With ``EDGEKIT_PI_MODELS`` set to a folder of models that edgekit exported on x86-64 (``model_<q>.<fmt>``), the
-  ``models`` fixture's value is ``{"<q>.<fmt>": path}`` from that folder — the same exporter's output, made on the
-  workstation, which is exactly what a Pi receives.
+* With ``EDGEKIT_PI_MODELS`` set to a folder of models that edgekit exported on x86-64 (``model_<q>.<fmt>``, and
+  the ``model.keras`` they came from), the ``models`` fixture's value is ``{"<q>.<fmt>": path}`` from that folder
+  and ``small_model_path`` is that ``model.keras`` — the exporter's output, made on the workstation, which is
+  exactly what a Pi receives.
 * A test or fixture that still needs a workstation-only module (TensorFlow, Keras, tf2onnx, ...) is reported as
   skipped with that reason — unless the import comes from edgekit's device code (``edgekit/runtime/`` or the
   ``predict``/``webcam`` CLI): that is the bug this check exists to catch, and the test fails as usual.
@@ -42,8 +43,16 @@ def _needs_workstation(excinfo) -> str | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef, request):
     folder = os.environ.get("EDGEKIT_PI_MODELS")
-    if fixturedef.argname != "models" or not folder:
+    if not folder or fixturedef.argname not in ("models", "small_model_path"):
         return None
+    if fixturedef.argname == "small_model_path":
+        # The .keras the models were exported from (pytest sets up a fixture's dependencies even when this hook
+        # provides its value, and training one needs Keras). Loading it on the device still needs Keras: a skip.
+        source = Path(folder) / "model.keras"
+        if not source.is_file():
+            return None
+        fixturedef.cached_result = (source, fixturedef.cache_key(request), None)
+        return source
     found = {p.name[len("model_"):]: p for p in sorted(Path(folder).glob("model_*.*")) if p.suffix in (".tflite", ".onnx")}
     if not found:
         return None
