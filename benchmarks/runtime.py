@@ -1,0 +1,337 @@
+"""Benchmark the device runtime (issue 4): one table, measured in one run.
+
+    python benchmarks/runtime.py --data ../shared/data/mnist.npz [--model RUN/model.keras | --export-dir DIR]
+
+1. Per format, single-image latency through ``Classifier.probabilities`` next to the raw backend loop on the
+   same file (LiteRT ``set_tensor``/``invoke``/``get_tensor``; ONNX Runtime ``session.run``), calls
+   interleaved one by one so machine noise hits both alike; medians. For int8 the raw loop is shown twice:
+   quantizing the input inline with numpy (what any caller must do) and fed pre-quantized int8 (the floor).
+2. A 640x480 camera frame -> digit on one thread (OpenCV and the interpreter both single-threaded), int8,
+   and the preprocessing alone.
+3. Two fresh processes, each timed from ``Popen`` to its first prediction and measured for peak memory
+   (``resource.getrusage`` ru_maxrss): the runtime (``edgekit.runtime``, int8 .tflite, a frame from a PNG),
+   and the seed notebook's way (Keras ``load_model`` + ``model.predict`` per image).
+
+Goals: runtime overhead within 5 % of the raw loop; frame -> digit <= 2 ms (int8, one thread); runtime process
+<= 100 MB peak and <= 1 s to the first prediction. Writes benchmarks/results/runtime.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+GOAL_OVERHEAD = 0.05
+GOAL_FRAME_MS = 2.0
+GOAL_PEAK_MB = 100.0
+GOAL_FIRST_S = 1.0
+
+
+def train_model(data: str, out: Path) -> Path:
+    """A quickly trained model (12,000 images, one epoch, BN momentum 0.9): latency does not depend on accuracy."""
+    import keras
+
+    from edgekit.runtime.contract import to_model_input
+    from edgekit.toolkit.data import load_mnist
+    from edgekit.toolkit.model import build_model
+
+    mnist = load_mnist(data)
+    keras.utils.set_random_seed(0)
+    model = build_model(bn_momentum=0.9)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(to_model_input(mnist.x_train[:12000]), mnist.y_train[:12000].astype(np.int32), batch_size=64, epochs=1, verbose=0)
+    path = out / "model.keras"
+    model.save(path)
+    return path
+
+
+# -- 1. single-image latency: runtime vs raw loop -------------------------------------------------------------
+
+
+def raw_calls(path: Path):
+    """{name: one-image callable} for the raw backend on ``path`` (one thread), taking model-input floats."""
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+        return {"raw": lambda x: sess.run(out, {name: x})[0]}, None
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    ii, oi = i["index"], o["index"]
+    if i["dtype"] != np.int8:
+        def raw(x):
+            it.set_tensor(ii, x)
+            it.invoke()
+            return it.get_tensor(oi)
+
+        return {"raw": raw}, None
+    s, z = i["quantization"]
+    os_, oz = o["quantization"]
+
+    def raw_q(x):  # the obvious numpy quantize/dequantize around the interpreter
+        it.set_tensor(ii, np.clip(np.round(x / s + z), -128, 127).astype(np.int8))
+        it.invoke()
+        return (it.get_tensor(oi).astype(np.float32) - oz) * os_
+
+    def raw_int8(q):  # fed pre-quantized int8, output left quantized: the interpreter alone
+        it.set_tensor(ii, q)
+        it.invoke()
+        return it.get_tensor(oi)
+
+    return {"raw": raw_q, "raw_int8": raw_int8}, (s, z)
+
+
+def latency(path: Path, x: np.ndarray, reps: int) -> dict:
+    from edgekit.runtime import Classifier
+
+    clf = Classifier(path, threads=1)
+    raws, q = raw_calls(path)
+    singles = [x[k : k + 1] for k in range(len(x))]
+    quantized = [np.clip(np.round(a / q[0] + q[1]), -128, 127).astype(np.int8) for a in singles] if q else None
+    ours = clf.probabilities
+    times: dict[str, list[float]] = {"runtime": [], **{k: [] for k in raws}}
+    pc = time.perf_counter
+    for _ in range(3):  # warm-up
+        ours(singles[0])
+        for f in raws.values():
+            f(quantized[0] if f is raws.get("raw_int8") else singles[0])
+    for r in range(reps):
+        for k, a in enumerate(singles):
+            order = [("runtime", ours, a)] + [(n, f, quantized[k] if n == "raw_int8" else a) for n, f in raws.items()]
+            if (r + k) % 2:
+                order.reverse()  # alternate who goes first
+            for name, f, arg in order:
+                t = pc()
+                f(arg)
+                times[name].append(pc() - t)
+    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    return {
+        "file": path.name,
+        "format": clf.format,
+        "quantization": clf.quantization,
+        "bytes": path.stat().st_size,
+        "runtime_ms": med["runtime"],
+        "raw_ms": med["raw"],
+        "raw_int8_ms": med.get("raw_int8"),
+        "overhead": med["runtime"] / med["raw"] - 1.0,
+        "calls": len(times["runtime"]),
+    }
+
+
+# -- 2. frame -> digit ---------------------------------------------------------------------------------------
+
+
+def frame_to_digit(path: Path, images: np.ndarray, labels: np.ndarray) -> dict:
+    import cv2
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.preprocess import find_digits
+    from edgekit.toolkit.synthetic import mnist_frames
+
+    cv2.setNumThreads(1)
+    clf = Classifier(path, threads=1)
+    frames = list(mnist_frames(images, labels, seed=42))
+    for f, _, _ in frames[:5]:
+        clf.classify(f)
+    full, pre, correct = [], [], 0
+    for _ in range(3):
+        for f, label, _ in frames:
+            t = time.perf_counter()
+            p = clf.classify(f)
+            full.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            find_digits(f)
+            pre.append(time.perf_counter() - t)
+            correct += p.digit == label
+    return {
+        "file": path.name,
+        "frame": "640x480 BGR JPEG-decoded",
+        "frame_to_digit_ms": float(np.median(full)) * 1e3,
+        "frame_to_digit_p95_ms": float(np.percentile(full, 95)) * 1e3,
+        "preprocess_ms": float(np.median(pre)) * 1e3,
+        "frames": len(frames),
+        "accuracy": correct / (3 * len(frames)),
+    }
+
+
+# -- 3. fresh processes: start -> first prediction, peak memory --------------------------------------------
+
+CHILD_RUNTIME = """
+import resource, sys, time, json
+def peak_kb():
+    # VmHWM: this process's own peak RSS. ru_maxrss is also reported, but Linux carries it over from the
+    # parent across fork+exec, so a child of a big process (this benchmark has TensorFlow loaded) reads high.
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+import cv2
+from edgekit.runtime import Classifier
+clf = Classifier(sys.argv[1], threads=1)
+frame = cv2.imread(sys.argv[2])
+p = clf.classify(frame)
+first = time.time()
+for _ in range(100):
+    clf.classify(frame)
+mods = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print(json.dumps({"first": first, "digit": p.digit, "peak_kb": peak_kb(), "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "heavy": mods}))
+"""
+
+CHILD_SEED = """
+import os, resource, sys, time, json
+def peak_kb():
+    # VmHWM: this process's own peak RSS. ru_maxrss is also reported, but Linux carries it over from the
+    # parent across fork+exec, so a child of a big process (this benchmark has TensorFlow loaded) reads high.
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np, keras
+model = keras.models.load_model(sys.argv[1], safe_mode=True)
+x = np.load(sys.argv[2])
+p = model.predict(x[:1], verbose=0)
+first = time.time()
+times = []
+for k in range(1, len(x)):
+    t = time.perf_counter()
+    model.predict(x[k : k + 1], verbose=0)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"first": first, "digit": int(p.argmax()), "peak_kb": peak_kb(), "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "per_image_ms": float(np.median(times)) * 1e3}))
+"""
+
+
+def child(script: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.time()
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=600)
+    if run.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else run.returncode}")
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out["start_to_first_s"] = out.pop("first") - start
+    out["peak_mb"] = out.pop("peak_kb") / 1024.0
+    out["ru_maxrss_mb"] = out.pop("ru_maxrss_kb") / 1024.0
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("EDGEKIT_DATA", str(HERE.parent.parent / "shared" / "data" / "mnist.npz")))
+    ap.add_argument("--model", help="a trained .keras (default: train a quick one)")
+    ap.add_argument("--export-dir", help="use the artifacts already exported here instead of exporting")
+    ap.add_argument("--images", type=int, default=200, help="test images per latency measurement")
+    ap.add_argument("--reps", type=int, default=3, help="passes over those images")
+    ap.add_argument("--out", default=str(HERE / "results" / "runtime.json"))
+    args = ap.parse_args()
+
+    from edgekit.runtime.contract import to_model_input
+    from edgekit.toolkit.data import load_mnist
+
+    mnist = load_mnist(args.data)
+    work = Path(tempfile.mkdtemp(prefix="edgekit-bench-runtime-"))
+    model = Path(args.model) if args.model else None
+    if args.export_dir:
+        export_dir = Path(args.export_dir)
+    else:
+        from edgekit.export import export_model
+
+        if model is None:
+            print("training a quick model (12,000 images, one epoch) ...", file=sys.stderr)
+            model = train_model(args.data, work)
+        export_dir = work / "export"
+        print("exporting tflite float32/int8 and onnx float32/int8 ...", file=sys.stderr)
+        export_model(model, export_dir, formats=("tflite", "onnx"), quantizations=("none", "int8"), data=args.data)
+    files = [export_dir / n for n in ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx")]
+    files = [f for f in files if f.is_file()]
+    int8 = export_dir / "model_int8.tflite"
+
+    x = to_model_input(mnist.x_test[: args.images])
+    print("measuring single-image latency ...", file=sys.stderr)
+    rows = [latency(f, x, args.reps) for f in files]
+    print("measuring frame -> digit ...", file=sys.stderr)
+    frame = frame_to_digit(int8, mnist.x_test[:100], mnist.y_test[:100])
+
+    import cv2
+
+    from edgekit.toolkit.synthetic import camera_frame
+
+    png = work / "frame.png"
+    f, _ = camera_frame(mnist.x_test[0], np.random.default_rng(0))
+    cv2.imwrite(str(png), f)
+    print("measuring fresh processes (runtime, then Keras) ...", file=sys.stderr)
+    runtime_proc = child(CHILD_RUNTIME, str(int8), str(png))
+    seed_proc = None
+    if model is not None:
+        npy = work / "x.npy"
+        np.save(npy, x[:51])
+        seed_proc = child(CHILD_SEED, str(model), str(npy))
+
+    result = {
+        "machine": {"python": platform.python_version(), "cpu": platform.machine(), "cores": os.cpu_count(),
+                    "load_average_1m_at_end": os.getloadavg()[0]},
+        "goals": {"overhead": GOAL_OVERHEAD, "frame_ms": GOAL_FRAME_MS, "peak_mb": GOAL_PEAK_MB, "first_s": GOAL_FIRST_S},
+        "latency": rows, "frame_to_digit": frame, "runtime_process": runtime_proc, "seed_process": seed_proc,
+    }
+    int8_row = next(r for r in rows if r["file"] == int8.name)
+    ok = lambda good: "ok " if good else "MISS"  # noqa: E731
+    lines = [
+        f"edgekit runtime benchmark (one thread; medians; single images; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+        "",
+        f"{'artifact':<22}{'size MB':>8}{'runtime ms':>12}{'raw ms':>9}{'raw int8 ms':>13}{'overhead':>10}  goal <= 5 %",
+    ]
+    for r in rows:
+        raw8 = f"{r['raw_int8_ms']:.3f}" if r["raw_int8_ms"] else "-"
+        lines.append(f"{r['file']:<22}{r['bytes'] / 1e6:>8.2f}{r['runtime_ms']:>12.3f}{r['raw_ms']:>9.3f}{raw8:>13}"
+                     f"{r['overhead'] * 100:>9.1f}%  {ok(r['overhead'] <= GOAL_OVERHEAD)}")
+    lines += [
+        "",
+        f"640x480 frame -> digit (int8, 1 thread): {frame['frame_to_digit_ms']:.2f} ms median, p95 {frame['frame_to_digit_p95_ms']:.2f} ms "
+        f"(preprocess {frame['preprocess_ms']:.2f} ms); accuracy on {frame['frames']} frames {frame['accuracy']:.1%}   "
+        f"goal <= {GOAL_FRAME_MS} ms {ok(frame['frame_to_digit_ms'] <= GOAL_FRAME_MS)}",
+        "",
+        f"{'process':<36}{'start->first pred s':>20}{'peak MB':>9}{'per image ms':>14}  (28x28 image, model only)",
+        f"{'edgekit.runtime (int8 .tflite)':<36}{runtime_proc['start_to_first_s']:>20.2f}{runtime_proc['peak_mb']:>9.0f}"
+        f"{int8_row['runtime_ms']:>14.2f}  goals <= {GOAL_FIRST_S} s {ok(runtime_proc['start_to_first_s'] <= GOAL_FIRST_S)}"
+        f" <= {GOAL_PEAK_MB:.0f} MB {ok(runtime_proc['peak_mb'] <= GOAL_PEAK_MB)}",
+    ]
+    if seed_proc:
+        lines.append(f"{'seed way (Keras model.predict/image)':<36}{seed_proc['start_to_first_s']:>20.2f}{seed_proc['peak_mb']:>9.0f}"
+                     f"{seed_proc['per_image_ms']:>14.2f}")
+    if runtime_proc["heavy"]:
+        lines.append(f"WARNING: the runtime process imported {runtime_proc['heavy']}")
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
