@@ -48,14 +48,14 @@ class DigitCrop:
 def to_gray(frame: np.ndarray) -> np.ndarray:
     """Any frame (H, W), (H, W, 1|3|4) BGR[A], of any dtype -> contiguous uint8 (H, W)."""
     f = np.asarray(frame)
+    if f.ndim not in (2, 3) or f.shape[0] < 8 or f.shape[1] < 8 or (f.ndim == 3 and f.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"expected a frame of shape (H, W) or (H, W, 1|3|4) at least 8x8, got {f.shape}")
     if f.ndim == 3 and f.shape[2] == 1:
         f = f[..., 0]
-    if f.ndim == 3 and f.shape[2] in (3, 4):
+    if f.ndim == 3:
         if f.dtype != np.uint8:
             f = _to_uint8(f)
         f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY if f.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
-    if f.ndim != 2 or f.shape[0] < 8 or f.shape[1] < 8:
-        raise ValueError(f"expected a frame of shape (H, W) or (H, W, 1|3|4) at least 8x8, got {np.asarray(frame).shape}")
     return np.ascontiguousarray(_to_uint8(f))
 
 
