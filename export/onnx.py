@@ -21,6 +21,7 @@ from edgekit.export.options import ExportContext
 from edgekit.runtime import contract
 
 FORMAT = "onnx"
+CALIB_BATCH = 50  # calibration images per ONNX Runtime run (MinMax: global min/max)
 
 
 def convert_float(model, opset: int):
@@ -64,7 +65,7 @@ def quantize_int8(proto, images: np.ndarray, workdir: Path):
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._batches = iter(images[i:i + 1] for i in range(len(images)))
+            self._batches = iter(images[i:i + CALIB_BATCH] for i in range(0, len(images), CALIB_BATCH))
 
         def get_next(self):
             batch = next(self._batches, None)

@@ -13,7 +13,7 @@ from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES, check_samples
 from edgekit.runtime.errors import OptionsError
 
 DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 13, 21  # what tf2onnx 1.17 and ONNX Runtime's quantizer both handle
+MIN_OPSET, MAX_OPSET = 13, 18  # tf2onnx 1.17 knows opsets up to 18; per-channel QDQ needs 13+
 
 
 @dataclass(frozen=True)

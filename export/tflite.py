@@ -17,6 +17,7 @@ from edgekit.export.manifest import write_atomic
 from edgekit.export.options import ExportContext
 
 FORMAT = "tflite"
+CALIB_BATCH = 50  # calibration images per converter call
 
 
 def saved_model(model, context: ExportContext) -> str:
@@ -52,9 +53,9 @@ def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
     elif quantization is Quantization.INT8:
         images = context.calibration
 
-        def representative():
-            for i in range(len(images)):
-                yield [images[i:i + 1]]
+        def representative():  # batches: the ranges are global min/max, the same as one image at a time
+            for i in range(0, len(images), CALIB_BATCH):
+                yield [images[i:i + CALIB_BATCH]]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative

@@ -48,7 +48,7 @@ def export(
     data: Annotated[
         Optional[str], typer.Option("--data", help="MNIST .npz or IDX folder for int8 calibration (training split only).")
     ] = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 13 to 18.")] = 17,
 ) -> None:
     """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
     from edgekit.export.formats import plan
