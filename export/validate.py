@@ -188,16 +188,6 @@ class ArtifactResult:
         }
 
 
-ARTIFACT_KEYS = (
-    "name", "format", "quantization", "bytes", "size_mb", "accuracy", "delta_accuracy", "agreement",
-    "max_abs_diff", "latency_p50_ms", "latency_p95_ms", "throughput", "status", "reasons", "checked",
-)
-REPORT_KEYS = (
-    "schema", "edgekit_version", "created", "passed", "failures", "export_dir", "reference", "data", "images",
-    "thresholds", "notes", "artifacts",
-)
-
-
 @dataclass
 class ValidationReport:
     """Everything one validation measured: the reference row, one row per artifact, and the verdict."""
