@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -99,8 +100,12 @@ def main() -> None:
     cmd = [sys.executable, "-m", "edgekit.toolkit.cli", "export", "--model", str(model), "--format", "all",
            "--data", args.data, "--out", str(out)]
     t = time.perf_counter()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True)
     cli_seconds = time.perf_counter() - t
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cli_cpu_seconds = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
+    load_during = os.getloadavg()
     if done.returncode != 0:
         sys.exit(f"edgekit export failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     print(done.stdout.rstrip())
@@ -162,7 +167,9 @@ def main() -> None:
         print(f"{r['file']:<22}{r['bytes'] / 1e6:>7.2f}{r['floor_bytes'] / 1e6:>10.2f}{r['size_over_floor']:>9.3f}"
               f"{r['export_seconds']:>10.1f}{r['accuracy']:>10.2%}{r['top1_agreement_with_keras']:>9.2%}{r['max_abs_dprob']:>11.2e}")
     print(f"{'sum of artifacts':<22}{'':>36}{sum(r['export_seconds'] for r in rows):>10.1f}")
-    print(f"{'edgekit export --format all, end to end':<48}{cli_seconds:>20.1f} s")
+    print(f"{'edgekit export --format all, end to end':<48}{cli_seconds:>20.1f} s wall, {cli_cpu_seconds:.1f} s CPU "
+          f"(load average {load_during[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"{'edgekit export --format all, peak RSS':<48}{usage.ru_maxrss / 1024:>20.0f} MB")
     print("\ncalibration sweep (int8):")
     print(f"{'artifact':<22}{'calib':>7}{'export s':>10}{'accuracy':>10}{'top-1 =':>9}")
     for r in sweep:
@@ -177,7 +184,8 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
         "model": {"path": str(model), "trained_by_benchmark": args.model is None, "keras_accuracy": keras_acc},
-        "cli_seconds": cli_seconds, "artifacts": rows, "calibration_sweep": sweep, "goals": goals,
+        "cli_seconds": cli_seconds, "cli_cpu_seconds": cli_cpu_seconds, "cli_peak_rss_mb": usage.ru_maxrss / 1024,
+        "loadavg_during_cli": load_during, "artifacts": rows, "calibration_sweep": sweep, "goals": goals,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".json.tmp")

@@ -286,3 +286,29 @@ def test_interrupt_in_a_new_folder_leaves_nothing(small_model_path, monkeypatch,
     with pytest.raises(KeyboardInterrupt):
         export_model(small_model_path, folder, formats="tflite", quantizations="none")
     assert not folder.exists()
+
+
+def test_metadata_reader_survives_random_damage(exported, tmp_path):
+    """Flipped bytes and truncations anywhere: a dict, None or ModelLoadError — never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    out, _, _ = exported
+    blobs = {f: (out / f).read_bytes() for f in ("model_int8.tflite", "model_int8.onnx")}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(blobs)), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=8),
+           st.floats(0, 1))
+    def check(file, flips, keep):
+        data = bytearray(blobs[file])
+        # damage the places the readers walk: the flatbuffer's root/vtables at the front, protobuf fields anywhere
+        for where, value in flips:
+            data[int(where * (len(data) - 1)) if where > 0.5 else int(where * 2 * min(len(data) - 1, 4096))] = value
+        data = bytes(data[: max(1, int(keep * len(data)))] if keep < 0.9 else data)
+        try:
+            result = metadata_from_bytes(data, Path(file).suffix, name=file)
+        except ModelLoadError:
+            return
+        assert result is None or isinstance(result, dict)
+
+    check()
