@@ -3,8 +3,8 @@
     python benchmarks/runtime.py --data ../shared/data/mnist.npz [--model RUN/model.keras | --export-dir DIR]
 
 1. Per format, single-image latency through ``Classifier.probabilities`` next to the raw backend loop on the
-   same file (LiteRT ``set_tensor``/``invoke``/``get_tensor``; ONNX Runtime ``session.run``), calls
-   interleaved one by one so machine noise hits both alike; medians. For int8 the raw loop is shown twice:
+   very same interpreter (LiteRT ``set_tensor``/``invoke``/``get_tensor``; ONNX Runtime ``session.run``), in
+   blocks that alternate so machine noise hits both alike; medians. For int8 the raw loop is shown twice:
    quantizing the input inline with numpy (what any caller must do) and fed pre-quantized int8 (the floor).
 2. A 640x480 camera frame -> digit on one thread (OpenCV and the interpreter both single-threaded), int8,
    and the preprocessing alone.
@@ -58,20 +58,14 @@ def train_model(data: str, out: Path) -> Path:
 # -- 1. single-image latency: runtime vs raw loop -------------------------------------------------------------
 
 
-def raw_calls(path: Path):
-    """{name: one-image callable} for the raw backend on ``path`` (one thread), taking model-input floats."""
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        name, out = sess.get_inputs()[0].name, [sess.get_outputs()[0].name]
+def raw_calls(clf):
+    """{name: one-image callable} driving the classifier's OWN interpreter/session directly (same instance,
+    same weights in cache), taking model-input floats; and the int8 input quantization, if any."""
+    runner = clf._runner
+    if runner.format == "onnx":
+        sess, name, out = runner.session, runner.input_name, [runner.output_name]
         return {"raw": lambda x: sess.run(out, {name: x})[0]}, None
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
+    it = runner.interpreter
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     ii, oi = i["index"], o["index"]
     if i["dtype"] != np.int8:
@@ -98,28 +92,29 @@ def raw_calls(path: Path):
 
 
 def latency(path: Path, x: np.ndarray, reps: int) -> dict:
+    """Blocks of len(x) single-image calls, one method per block, methods alternating block by block
+    (reps rounds), all on one interpreter; medians of the per-call times."""
     from edgekit.runtime import Classifier
 
     clf = Classifier(path, threads=1)
-    raws, q = raw_calls(path)
+    raws, q = raw_calls(clf)
     singles = [x[k : k + 1] for k in range(len(x))]
     quantized = [np.clip(np.round(a / q[0] + q[1]), -128, 127).astype(np.int8) for a in singles] if q else None
-    ours = clf.probabilities
-    times: dict[str, list[float]] = {"runtime": [], **{k: [] for k in raws}}
+    methods = {"runtime": (clf.probabilities, singles), **{n: (f, quantized if n == "raw_int8" else singles) for n, f in raws.items()}}
+    times: dict[str, list[float]] = {k: [] for k in methods}
     pc = time.perf_counter
-    for _ in range(3):  # warm-up
-        ours(singles[0])
-        for f in raws.values():
-            f(quantized[0] if f is raws.get("raw_int8") else singles[0])
+    for f, args in methods.values():  # warm-up
+        for a in args[:20]:
+            f(a)
+    names = list(methods)
     for r in range(reps):
-        for k, a in enumerate(singles):
-            order = [("runtime", ours, a)] + [(n, f, quantized[k] if n == "raw_int8" else a) for n, f in raws.items()]
-            if (r + k) % 2:
-                order.reverse()  # alternate who goes first
-            for name, f, arg in order:
+        for name in names if r % 2 == 0 else names[::-1]:
+            f, args = methods[name]
+            bucket = times[name]
+            for a in args:
                 t = pc()
-                f(arg)
-                times[name].append(pc() - t)
+                f(a)
+                bucket.append(pc() - t)
     med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
     return {
         "file": path.name,
@@ -245,7 +240,7 @@ def main() -> None:
     ap.add_argument("--model", help="a trained .keras (default: train a quick one)")
     ap.add_argument("--export-dir", help="use the artifacts already exported here instead of exporting")
     ap.add_argument("--images", type=int, default=200, help="test images per latency measurement")
-    ap.add_argument("--reps", type=int, default=3, help="passes over those images")
+    ap.add_argument("--reps", type=int, default=10, help="alternating rounds over those images")
     ap.add_argument("--out", default=str(HERE / "results" / "runtime.json"))
     args = ap.parse_args()
 
