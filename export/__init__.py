@@ -11,6 +11,7 @@ runtime. A converter failure or Ctrl-C removes the staging folder, so the output
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -142,7 +143,12 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
     except EdgekitError:
         raise
     except Exception as e:
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:300]
+        text = str(e) or type(e).__name__
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EFBIG) or "No space left on device" in text:
+            # TensorFlow says so deep inside a long op name: say it first, in the user's words.
+            raise ExportError(f"{target} export failed: no space left on the disk of {staging.parent}; free some disk "
+                              "space or pass --out to another disk; nothing was written") from None
+        line = text.strip().splitlines()[0][:300]
         raise ExportError(f"{target} export failed ({type(e).__name__}: {line}); nothing was written") from None
     seconds = time.perf_counter() - start
     meta = read_metadata(path)

@@ -7,6 +7,7 @@ exit code. Nothing here imports TensorFlow: commands import what they need when 
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -80,6 +81,16 @@ def _root(
     """Train the MNIST CNN, export it to TFLite and ONNX, prove parity, and run it on a camera."""
 
 
+# What to do about the OS errors a user can fix.
+_OS_HINTS = {
+    errno.ENOSPC: "; free some disk space or write to another disk",
+    errno.EFBIG: "; the file is too large for this disk or your file-size limit (ulimit -f): write elsewhere",
+    errno.EROFS: "; the disk is read-only: write somewhere else",
+    errno.EACCES: "; you may not write there: pick another folder",
+    errno.ENOTDIR: "; part of that path is a file, not a folder",
+}
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """Print ``edgekit: error: message`` on stderr and return the Exit to raise."""
     typer.echo(f"edgekit: error: {message}", err=True)
@@ -104,7 +115,7 @@ def command(*args, **kwargs) -> Callable:
                 raise fail("out of memory; try a smaller --batch-size or --limit", EXIT_ENVIRONMENT) from None
             except OSError as e:
                 where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-                raise fail(f"{where}{e.strerror or e}", EXIT_ENVIRONMENT) from None
+                raise fail(f"{where}{e.strerror or e}{_OS_HINTS.get(e.errno, '')}", EXIT_ENVIRONMENT) from None
             except Exception as e:
                 if os.environ.get("EDGEKIT_DEBUG"):
                     raise

@@ -13,6 +13,7 @@ Augmentation (small random rotation, zoom, shift) lives in the tf.data pipeline 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -356,6 +357,7 @@ def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, initial_e
     onehot = tf.constant(np.eye(NUM_CLASSES, dtype=np.float32)[y])
     first_step = initial_epoch * steps_per_epoch
 
+    @tf.autograph.experimental.do_not_convert  # plain graph code; no Python control flow on tensors
     def batch(step, idx):
         xb = tf.cast(tf.gather(images, idx), tf.float32)[..., None] * PIXEL_SCALE + PIXEL_OFFSET
         if recipe.augment:
@@ -522,14 +524,28 @@ def _save_model(model, path: Path, include_optimizer: bool) -> None:
         bare.set_weights(model.get_weights())
         model = bare
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with _removed_on_failure(tmp, path):
+        model.save(tmp)
+        os.replace(tmp, path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    with _removed_on_failure(tmp, path):
+        tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, path: Path):
+    """A failed write (disk full, Ctrl-C) leaves no half-written temporary file; an OSError names ``path``."""
+    try:
+        yield
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
 
 
 def _quiet_tensorflow() -> None:
