@@ -248,7 +248,12 @@ def train(
         initial_epoch = int(state["epoch"])
         history = {k: list(v) for k, v in state["history"].items()}
         elapsed_before = float(state["train_seconds"])
-        model = keras.saving.load_model(out / CHECKPOINT_FILE, safe_mode=True)
+        try:
+            model = keras.saving.load_model(out / CHECKPOINT_FILE, safe_mode=True)
+        except Exception as e:  # a damaged or foreign checkpoint: the user's file, said in one line
+            line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
+            raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({line}); "
+                               "start a new run in another --out") from None
         say(f"resuming {recipe.name} from epoch {initial_epoch} of {recipe.epochs} in {out}")
 
     dataset = _pipeline(x_train, y_train, recipe, options.seed, initial_epoch, steps_per_epoch)
