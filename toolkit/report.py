@@ -147,8 +147,13 @@ def _disagreements(report: ValidationReport) -> str:
         if not len(where):
             parts.append(title + "<p class=\"none\">Same answer as Keras on every image.</p>")
             continue
-        shown = where[:MAX_THUMBNAILS]
-        more = f"<p>The first {len(shown)} of {len(where):,}.</p>" if len(where) > len(shown) else ""
+        # What the export lost first (Keras right, export wrong), then what it gained, then both wrong.
+        lost = ref.predictions[where] == report.labels[where]
+        gained = a.predictions[where] == report.labels[where]
+        order = np.argsort(np.where(lost, 0, np.where(gained, 1, 2)), kind="stable")
+        shown = where[order][:MAX_THUMBNAILS]
+        counts = f"{int(lost.sum())} lost, {int(gained.sum())} gained, {int((~lost & ~gained).sum())} wrong either way"
+        more = f"<p>{counts}" + (f"; {len(shown)} shown, lost first." if len(where) > len(shown) else ".") + "</p>"
         thumbs = []
         for i in shown:
             y, r, p = int(report.labels[i]), int(ref.predictions[i]), int(a.predictions[i])
