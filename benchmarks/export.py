@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--sweep", default="100,1000", help="other --calib-samples values for the int8 sweep ('' = none)")
     ap.add_argument("--out", default=str(HERE / "results" / "export.json"))
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up even when redirected to a file
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     load_before = os.getloadavg()
