@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -338,6 +339,9 @@ def load_reference(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such Keras model; pass --reference RUN/model.keras")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" for an empty or truncated file
+        raise ModelLoadError(f"{path}: cannot load the Keras model (the file is "
+                             f"{'empty' if path.stat().st_size == 0 else 'truncated or not a zip archive'}, and a .keras is a zip); pass --reference RUN/model.keras")
     try:
         import keras
 

@@ -29,6 +29,16 @@ def test_export_bad_model(kind, small_model_path, exported, tmp_path):
                       EXIT_BAD_INPUT)
     assert str(model) in line
     assert ("no such model file" in line) if kind == "missing" else ("cannot load the Keras model" in line)
+    assert "File not found" not in line  # what Keras itself says about an existing but broken file
+    assert not out.exists()
+
+
+def test_export_a_zip_that_is_not_a_keras_model(small_npz, tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes(small_npz.read_bytes())  # a real zip archive (an .npz), but no Keras model inside
+    out = tmp_path / "out"
+    line = error_line(cli("export", "--model", model, "--out", out), EXIT_BAD_INPUT)
+    assert str(model) in line and "cannot load the Keras model" in line
     assert not out.exists()
 
 
@@ -80,6 +90,7 @@ def test_validate_bad_reference(kind, export_copy, small_model_path, exported, s
     )
     assert str(ref) in line
     assert ("no such Keras model" in line) if kind == "missing" else ("cannot load the Keras model" in line)
+    assert "File not found" not in line
     assert listing(export_copy) == before
 
 
