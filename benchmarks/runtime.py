@@ -144,12 +144,13 @@ def frame_to_digit(path: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     frames = list(mnist_frames(images, labels, seed=42))
     for f, _, _ in frames[:5]:
         clf.classify(f)
-    full, pre, correct = [], [], 0
+    full, cpu, pre, correct = [], [], [], 0
     for _ in range(3):
         for f, label, _ in frames:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             p = clf.classify(f)
             full.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
             t = time.perf_counter()
             find_digits(f)
             pre.append(time.perf_counter() - t)
@@ -159,6 +160,7 @@ def frame_to_digit(path: Path, images: np.ndarray, labels: np.ndarray) -> dict:
         "frame": "640x480 BGR JPEG-decoded",
         "frame_to_digit_ms": float(np.median(full)) * 1e3,
         "frame_to_digit_p95_ms": float(np.percentile(full, 95)) * 1e3,
+        "frame_to_digit_cpu_ms": float(np.median(cpu)) * 1e3,
         "preprocess_ms": float(np.median(pre)) * 1e3,
         "frames": len(frames),
         "accuracy": correct / (3 * len(frames)),
@@ -305,9 +307,10 @@ def main() -> None:
                      f"{r['overhead'] * 100:>9.1f}%  {ok(r['overhead'] <= GOAL_OVERHEAD)}")
     lines += [
         "",
-        f"640x480 frame -> digit (int8, 1 thread): {frame['frame_to_digit_ms']:.2f} ms median, p95 {frame['frame_to_digit_p95_ms']:.2f} ms "
-        f"(preprocess {frame['preprocess_ms']:.2f} ms); accuracy on {frame['frames']} frames {frame['accuracy']:.1%}   "
-        f"goal <= {GOAL_FRAME_MS} ms {ok(frame['frame_to_digit_ms'] <= GOAL_FRAME_MS)}",
+        f"640x480 frame -> digit (int8, 1 thread): {frame['frame_to_digit_ms']:.2f} ms median wall, p95 {frame['frame_to_digit_p95_ms']:.2f} ms; "
+        f"{frame['frame_to_digit_cpu_ms']:.2f} ms CPU (thread time, immune to waiting for a core) "
+        f"goal <= {GOAL_FRAME_MS} ms {ok(frame['frame_to_digit_ms'] <= GOAL_FRAME_MS)} wall / {ok(frame['frame_to_digit_cpu_ms'] <= GOAL_FRAME_MS)} CPU",
+        f"  preprocessing alone {frame['preprocess_ms']:.2f} ms; digits read right on {frame['frames']} frames: {frame['accuracy']:.1%}",
         "",
         f"{'process':<36}{'start->first pred s':>20}{'peak MB':>9}{'per image ms':>14}  (28x28 image, model only)",
         f"{'edgekit.runtime (int8 .tflite)':<36}{runtime_proc['start_to_first_s']:>20.2f}{runtime_proc['peak_mb']:>9.0f}"

@@ -169,6 +169,8 @@ def webcam(
     from edgekit.runtime.camera import annotate, open_source, run_loop
 
     _quiet_opencv()
+    if window:  # OpenCV's Qt looks for fonts inside the wheel and warns on every frame when they are not there
+        os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
     clf = Classifier(model, threads=threads)
     server = None
@@ -200,6 +202,8 @@ def webcam(
                 if ok:
                     server.hub.publish(jpeg.tobytes(), result.to_dict())
             if window:
+                if result.index == 0:  # a plain window: no Qt toolbar, sized to the frame
+                    cv2.namedWindow("edgekit webcam", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
                 cv2.imshow("edgekit webcam", img)
                 key = cv2.waitKey(1) & 0xFF
                 if key in (ord("q"), 27):

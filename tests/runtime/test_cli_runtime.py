@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -209,3 +210,23 @@ def test_annotate_draws_on_any_frame(models, camera_frames):
         assert not np.array_equal(img, cv2.cvtColor(r.frame, cv2.COLOR_GRAY2BGR) if r.frame.ndim == 2 else r.frame)
         x, y, w, h = r.prediction.box
         assert tuple(img[y, x + w // 2]) == (0, 200, 0)  # the box's top edge is drawn
+
+
+@pytest.mark.skipif(not shutil.which("Xvfb"), reason="needs a virtual X display: apt-get install -y xvfb")
+def test_webcam_window_under_a_virtual_display(models, video, tmp_path):
+    """Window mode on a real (virtual) X display: it draws frames and ends cleanly, without Qt's font noise."""
+    display = f":{100 + os.getpid() % 500}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        run = subprocess.run(
+            [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]), "-s", str(video), "--max-frames", "8"],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "DISPLAY": display},
+        )
+    finally:
+        xvfb.kill()
+        xvfb.wait()
+    assert run.returncode == 0, run.stderr
+    assert "8 frames" in run.stderr and "QFontDatabase" not in run.stderr
+    assert run.stdout == ""  # the window mode prints no JSON
