@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -54,6 +55,9 @@ def load_keras_model(model_path: str | os.PathLike):
         raise ModelLoadError(f"{path}: no such model file; pass --model RUN/model.keras (train one with edgekit train)")
     if path.suffix != ".keras":
         raise ModelLoadError(f"{path}: not a .keras file; edgekit exports models saved by edgekit train (model.keras)")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" for an empty or truncated file
+        raise ModelLoadError(f"{path}: cannot load the Keras model (the file is "
+                             f"{'empty' if path.stat().st_size == 0 else 'truncated or not a zip archive'}, and a .keras is a zip); pass the model.keras edgekit train wrote")
     import keras
 
     try:
@@ -116,13 +120,11 @@ def export_model(
         workdir.mkdir()
         context = ExportContext(options, source_sha, lambda: calibration, workdir=workdir)
         artifacts = [_export_one(model, t, staging, context, on_artifact) for t in targets]
-        for a in artifacts:
-            os.replace(staging / a.file, out_dir / a.file)
         from edgekit.export.metadata import edgekit_version
 
         manifest = Manifest(edgekit_version(), {"path": str(model_path.resolve()), "sha256": source_sha}, artifacts)
         manifest = merge(manifest, read_manifest(out_dir), out_dir)
-        write_manifest(out_dir, manifest)
+        _commit(staging, out_dir, [a.file for a in artifacts], manifest)
         return manifest
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -159,6 +161,40 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
     if on_artifact is not None:
         on_artifact(artifact)
     return artifact
+
+
+def _commit(staging: Path, out_dir: Path, files: list[str], manifest: Manifest) -> None:
+    """Rename the staged artifacts into ``out_dir``, then write the manifest; all or nothing.
+
+    Files about to be replaced are first hard-linked (or copied) into the staging folder, so that if anything
+    fails or is interrupted part-way, every replaced file is restored and every new one removed.
+    """
+    backup = staging / ".backup"
+    backup.mkdir()
+    saved, placed = [], []
+    try:
+        for name in [*files, MANIFEST_NAME]:
+            if (out_dir / name).is_file():
+                try:
+                    os.link(out_dir / name, backup / name)
+                except OSError:
+                    shutil.copy2(out_dir / name, backup / name)
+                saved.append(name)
+        for name in files:
+            os.replace(staging / name, out_dir / name)
+            placed.append(name)
+        write_manifest(out_dir, manifest)
+    except BaseException:
+        for name in placed:
+            if name in saved:
+                os.replace(backup / name, out_dir / name)
+            else:
+                (out_dir / name).unlink(missing_ok=True)
+        if MANIFEST_NAME in saved:
+            os.replace(backup / MANIFEST_NAME, out_dir / MANIFEST_NAME)
+        else:
+            (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        raise
 
 
 def _make_out_dir(out_dir: Path) -> bool:

@@ -312,3 +312,42 @@ def test_metadata_reader_survives_random_damage(exported, tmp_path):
         assert result is None or isinstance(result, dict)
 
     check()
+
+
+@pytest.mark.parametrize("fail_at", ["second rename", "manifest"])
+def test_failure_while_committing_restores_the_folder(exported, small_model_path, mnist_path, monkeypatch, tmp_path,
+                                                      fail_at):
+    """Replaced files come back and new ones go when the final renames or the manifest write fail."""
+    import edgekit.export as ex
+
+    out, _, _ = exported
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    (folder / "model_float32.tflite").write_bytes(b"an older export")  # would be replaced
+    (folder / MANIFEST_NAME).write_text('{"old": true}')
+    before = snapshot(folder)
+
+    # The converters already ran once for this module: reuse their (real) outputs to reach the commit quickly.
+    def copy_real(model, path, quantization, context):
+        shutil.copy(out / path.name, path)
+        return [], []
+
+    monkeypatch.setitem(EXPORTERS, "tflite", copy_real)
+    if fail_at == "manifest":
+        def broken_manifest(folder, manifest):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(ex, "write_manifest", broken_manifest)
+    else:
+        real_replace, calls = ex.os.replace, []
+
+        def flaky_replace(src, dst):
+            calls.append(dst)
+            if len(calls) == 2:
+                raise OSError(5, "Input/output error")
+            return real_replace(src, dst)
+        monkeypatch.setattr(ex.os, "replace", flaky_replace)
+    with pytest.raises(OSError):
+        export_model(small_model_path, folder, formats="tflite", quantizations=["none", "int8"], data=mnist_path)
+    assert snapshot(folder) == before
+    if fail_at == "second rename":
+        assert [Path(c).name for c in calls[:2]] == ["model_float32.tflite", "model_int8.tflite"]
