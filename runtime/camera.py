@@ -168,14 +168,17 @@ class LoopEnd:
 def frames_with_retries(source: FrameSource, retries: int = READ_RETRIES, delay: float = RETRY_DELAY,
                         end: LoopEnd | None = None) -> Iterator[np.ndarray]:
     """Frames from ``source``; a live source's failed read is retried ``retries`` times, then CameraError."""
-    failures = 0
+    failures = delivered = 0
     while True:
         frame = source.read()
         if frame is not None:
             failures = 0
+            delivered += 1
             yield frame
             continue
         if not source.live:
+            if not delivered:  # OpenCV "opens" some files it cannot decode (a text file named .png)
+                raise CameraError(f"{source.name}: not a single frame could be read; is it a video or image OpenCV can decode?")
             if end is not None:
                 end.reason = f"end of {source.name}"
             return
@@ -223,8 +226,9 @@ def run_loop(
 # -- drawing ------------------------------------------------------------------------------------------
 
 
-def annotate(result: FrameResult) -> np.ndarray:
-    """A BGR uint8 copy of the frame with the digit's box, the digit, its confidence and the FPS drawn on it."""
+def annotate(result: FrameResult, roi: Box | None = None) -> np.ndarray:
+    """A BGR uint8 copy of the frame with the digit's box, the digit, its confidence and the FPS drawn on it
+    (and the region of interest, if any, in grey)."""
     f = result.frame
     if f.dtype != np.uint8:
         f = _to_uint8(f)
@@ -235,6 +239,9 @@ def annotate(result: FrameResult) -> np.ndarray:
     s = max(0.5, min(w, h) / 480)
     th = max(1, round(2 * s))
     p = result.prediction
+    if roi is not None:
+        rx, ry, rw, rh = roi
+        cv2.rectangle(img, (rx, ry), (rx + rw, ry + rh), (160, 160, 160), max(1, th - 1))
     if p.digit is not None and p.box is not None:
         x, y, bw, bh = p.box
         cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), th)

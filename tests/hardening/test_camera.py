@@ -47,8 +47,9 @@ def test_absent_camera(exported, tmp_path, monkeypatch, source, expected):
     assert expected in line and (source in line or not source)
 
 
-def test_a_text_file_as_video_source(exported, tmp_path):
-    fake = tmp_path / "camera.avi"
+@pytest.mark.parametrize("name", ["camera.avi", "camera.mp4", "camera.png"])
+def test_a_text_file_as_video_source(exported, tmp_path, name):
+    fake = tmp_path / name
     fake.write_text("not a video\n")
     line = error_line(headless(exported / "model_float32.onnx", fake), EXIT_ENVIRONMENT)
     assert str(fake) in line
