@@ -9,6 +9,8 @@ from typing import Annotated, List, Optional
 
 import typer
 
+from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
+from edgekit.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgekit.toolkit.cli import command
 
 DEFAULT_MODEL = Path("runs/mnist/model.keras")
@@ -27,28 +29,28 @@ def _mb(n: int) -> str:
 
 @command("export")
 def export(
-    model: Annotated[Path, typer.Option("--model", "-m", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
+    model: Annotated[Path, typer.Option("--model", "-m", metavar="PATH", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
     format: Annotated[
-        List[str], typer.Option("--format", "-f", help="tflite, onnx or all; repeat or comma-separate for several.")
+        List[str], typer.Option("--format", "-f", metavar="FORMAT", help="tflite, onnx or all; repeat or comma-separate for several.")
     ] = ["tflite"],
     quantize: Annotated[
         Optional[List[str]],
         typer.Option(
-            "--quantize", "-q",
+            "--quantize", "-q", metavar="QUANT",
             help="none, float16, dynamic or int8; repeat or comma-separate. Default: tflite -> none+int8, "
                  "onnx -> none, all -> every supported pair.",
         ),
     ] = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: an 'export' folder beside the model.")
+        Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Output folder. Default: an 'export' folder beside the model.")
     ] = None,
     calib_samples: Annotated[
-        int, typer.Option("--calib-samples", help="Training images for int8 calibration (class-balanced, fixed seed).")
-    ] = 300,
+        int, typer.Option("--calib-samples", metavar="N", help="Training images for int8 calibration (class-balanced, fixed seed).")
+    ] = DEFAULT_CALIB_SAMPLES,
     data: Annotated[
-        Optional[str], typer.Option("--data", help="MNIST .npz or IDX folder for int8 calibration (training split only).")
+        Optional[str], typer.Option("--data", metavar="PATH", help="MNIST .npz or IDX folder for int8 calibration (training split only).")
     ] = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset, 13 to 18.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", metavar="N", help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}.")] = DEFAULT_OPSET,
 ) -> None:
     """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
     from edgekit.export.formats import plan
