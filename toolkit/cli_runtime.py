@@ -196,7 +196,7 @@ def webcam(
             out.write(json.dumps(result.to_dict()) + "\n")
             out.flush()
         if server is not None or window:
-            img = annotate(result)
+            img = annotate(result, box)
             if server is not None:
                 ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 if ok:

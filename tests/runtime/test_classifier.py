@@ -89,3 +89,13 @@ def test_bad_inputs_and_files(models, tmp_path):
         with pytest.raises(ModelLoadError) as e:
             Classifier(junk)
         assert "\n" not in str(e.value)
+
+
+def test_fixed_batch_models_are_run_image_by_image(models, test_batch):
+    """A .tflite whose batch is fixed at 1 cannot be resized: the runner loops over the images instead."""
+    x, _ = test_batch
+    reference = Classifier(models["int8.tflite"]).probabilities(x[:9])
+    clf = Classifier(models["int8.tflite"])
+    clf._runner.dynamic_batch = False  # what a model exported with a fixed batch of 1 reports
+    np.testing.assert_array_equal(clf.probabilities(x[:9]), reference)
+    assert clf._runner._batch == 1  # never resized

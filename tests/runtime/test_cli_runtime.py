@@ -230,3 +230,14 @@ def test_webcam_window_under_a_virtual_display(models, video, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "8 frames" in run.stderr and "QFontDatabase" not in run.stderr
     assert run.stdout == ""  # the window mode prints no JSON
+
+
+def test_picamera2_missing_is_one_line(models):
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed here")
+    r = runner.invoke(app, ["webcam", "-m", str(models["int8.tflite"]), "-s", "picamera2", "--headless"])
+    assert r.exit_code == 3 and "python3-picamera2" in r.stderr and r.stderr.count("\n") == 1
