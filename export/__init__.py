@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
-from edgekit.export import formats as _formats
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
 from edgekit.export.formats import FORMATS, Quantization, Target, plan
 from edgekit.export.manifest import MANIFEST_NAME, Artifact, Manifest, merge, read_manifest, write_manifest
