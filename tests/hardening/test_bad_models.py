@@ -138,3 +138,34 @@ def test_webcam_bad_model(kind, exported, digit_png, tmp_path):
     model = make_bad_model(kind, exported / "model_int8.tflite", exported / "model_float32.onnx", tmp_path)
     line = error_line(cli("webcam", "--model", model, "--source", digit_png, "--headless"), EXIT_BAD_INPUT)
     assert str(model) in line
+
+
+# --- validate: a bad manifest.json --------------------------------------------------------------------
+
+def _manifest(folder, text: str | None) -> None:
+    path = folder / "manifest.json"
+    if text is None:
+        path.unlink()
+    else:
+        path.write_text(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, "manifest.json: not found"),
+    ("", "manifest.json: not valid JSON"),
+    ("{not json", "manifest.json: not valid JSON"),
+    ("[1, 2]", "manifest.json: lists no artifacts"),
+    ('{"artifacts": []}', "manifest.json: lists no artifacts"),
+    ('{"artifacts": [{"file": 3}]}', "artifact #1 lacks file, format or quantization"),
+    ('{"artifacts": [{"file": "../../../etc/passwd", "format": "tflite", "quantization": "none"}]}',
+     "is not a plain file name inside the folder"),
+    ('{"artifacts": [{"file": "model_float32.tflite", "format": "tflite", "quantization": "int4"}]}',
+     "has quantization 'int4'"),
+])
+def test_validate_bad_manifest(text, expected, export_copy, small_model_path, small_npz):
+    _manifest(export_copy, text)
+    before = listing(export_copy)
+    line = error_line(cli("validate", export_copy, "--reference", small_model_path, "--data", small_npz, "--limit", 20),
+                      EXIT_BAD_INPUT)
+    assert expected in line
+    assert listing(export_copy) == before

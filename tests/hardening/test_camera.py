@@ -127,3 +127,15 @@ def test_network_camera_lost_mid_stream_through_the_real_cli(exported):
     assert err.strip().splitlines() == [
         f"edgekit: error: {url} stopped delivering frames (6 failed reads in a row); check the camera and its cable"
     ]
+
+
+def test_web_view_port_already_taken(exported):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        line = error_line(cli("webcam", "--model", exported / "model_float32.onnx", "--source", "missing.avi",
+                              "--serve", f"127.0.0.1:{port}"), EXIT_ENVIRONMENT)
+    assert f"cannot serve on 127.0.0.1:{port}" in line and "pick another --serve port" in line
