@@ -52,7 +52,8 @@ def curves_png(history: Mapping[str, Sequence[float]], title: str = "Training") 
                 ax.plot(range(1, len(values) + 1), values, style, label=label, markersize=4)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best")
+        if ax.get_lines():
+            ax.legend(loc="best")
         epochs = max((len(v) for v in history.values() if isinstance(v, (list, tuple))), default=0)
         if epochs:
             ax.set_xticks(range(1, epochs + 1) if epochs <= 20 else ax.get_xticks())
