@@ -117,7 +117,7 @@ def export_model(
     try:
         workdir = staging / ".work"
         workdir.mkdir()
-        context = ExportContext(options, source_sha, lambda: calibration, workdir=workdir)
+        context = ExportContext(options, source_sha, calibration, workdir=workdir)
         artifacts = [_export_one(model, t, staging, context, on_artifact) for t in targets]
         from edgekit.export.metadata import edgekit_version
 

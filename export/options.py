@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -35,17 +33,13 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportContext:
-    """What one export run shares between artifacts: options, the source's hash, the calibration set (lazy),
-    a scratch folder (inside the staging folder, so it goes with it) and a cache for intermediate results that
-    several artifacts reuse (the SavedModel the TFLite converter reads, the float ONNX graph)."""
+    """What one export run shares between artifacts: options, the source's hash, the calibration set, a scratch
+    folder (inside the staging folder, so it goes with it) and a cache for intermediate results that several
+    artifacts reuse (the SavedModel the TFLite converter reads, the float ONNX graph)."""
 
     options: ExportOptions
     source_sha256: str
-    load_calibration: Callable[[], np.ndarray] = field(repr=False)
+    calibration: np.ndarray | None = field(default=None, repr=False)
+    """float32 (n, 28, 28, 1) training images; loaded (before any work) only when an int8 export is asked for."""
     workdir: Path | None = None
     cache: dict = field(default_factory=dict, repr=False)
-
-    @functools.cached_property
-    def calibration(self) -> np.ndarray:
-        """float32 (n, 28, 28, 1) training images; loaded once, on first use by an int8 export."""
-        return self.load_calibration()

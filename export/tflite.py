@@ -15,24 +15,37 @@ from edgekit.export import metadata
 from edgekit.export.formats import Quantization
 from edgekit.export.manifest import write_atomic
 from edgekit.export.options import ExportContext
+from edgekit.runtime import contract
 
 FORMAT = "tflite"
 CALIB_BATCH = 50  # calibration images per converter call
 
 
 def saved_model(model, context: ExportContext) -> str:
-    """The model as a SavedModel (its ``serve`` endpoint), written once per run and shared by every TFLite export."""
+    """The model as a SavedModel, written once per run and shared by every TFLite export.
+
+    Its one endpoint takes ``image`` [N, 28, 28, 1] and returns ``{"probabilities": ...}``, so the .tflite's
+    signature reads ``serving_default: image -> probabilities`` (LiteRT's signature runner uses these names).
+    """
     if "tflite.saved_model" not in context.cache:
         import tempfile
 
         import keras
+        import tensorflow as tf
 
         folder = tempfile.mkdtemp(prefix="saved_model-", dir=context.workdir)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            lambda image: {contract.OUTPUT_NAME: model(image, training=False)},
+            input_signature=[tf.TensorSpec((None, *contract.INPUT_SHAPE), tf.float32, name=contract.INPUT_NAME)],
+        )
         # Keras 3 prints the exported signature to stdout; route it to logging for this call only.
         interactive = keras.config.is_interactive_logging_enabled()
         keras.config.disable_interactive_logging()
         try:
-            model.export(folder, format="tf_saved_model", verbose=False)
+            archive.write_out(folder, verbose=False)
         finally:
             if interactive:
                 keras.config.enable_interactive_logging()

@@ -130,6 +130,16 @@ def test_runs_in_its_runtime_with_metadata(exported, test_images, keras_probs, s
         assert acc >= keras_acc - 0.02, f"{file}: accuracy {acc:.1%} vs Keras {keras_acc:.1%}"
 
 
+def test_tflite_signature_names_image_and_probabilities(exported, test_images, keras_probs):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, _, _ = exported
+    interp = Interpreter(model_path=str(out / "model_float32.tflite"))
+    assert interp.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
+    probs = interp.get_signature_runner()(image=test_images[0][:8])["probabilities"]
+    assert np.abs(probs - keras_probs[:8]).max() <= 1e-4
+
+
 def test_int8_tflite_has_int8_io_with_its_own_quantization(exported):
     out, manifest, _ = exported
     from ai_edge_litert.interpreter import Interpreter
