@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +25,6 @@ _runner = CliRunner()
 def cli(*args):
     """``edgekit ARGS`` in this process (Typer's CliRunner): result with .exit_code, .stdout, .stderr."""
     return _runner.invoke(app, [str(a) for a in args])
-
-
-def cli_subprocess(*args, timeout: float = 120, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    """``edgekit ARGS`` as a real process (what a user's shell runs)."""
-    return subprocess.run(
-        [sys.executable, "-c", "from edgekit.toolkit.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=env or subprocess_env(), **kw,
-    )
 
 
 def subprocess_env() -> dict:
