@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed epoch, with its stored options.")] = False,
 ) -> None:
     """Train the seed notebook's CNN on MNIST into a run folder (Ctrl-C saves; --resume continues)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are not for our users
     from edgekit.toolkit.train import TrainOptions, train as run
 
     overrides = {

@@ -232,7 +232,6 @@ def train(
         )
     x_train, y_train, x_val, y_val = _split(mnist, options)
 
-    _quiet_tensorflow()
     import keras
 
     out.mkdir(parents=True, exist_ok=True)
@@ -551,10 +550,6 @@ def _removed_on_failure(tmp: Path, path: Path):
         if isinstance(e, OSError) and not e.filename:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def remove_checkpoint(out: Path) -> None:
