@@ -107,10 +107,10 @@ def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) 
         small = cv2.resize(gray, (max(8, round(W * scale)), max(8, round(H * scale))), interpolation=cv2.INTER_AREA)
     else:
         small = gray
-    ink = _ink(small)
-    if ink is None:
+    found = _ink(small)
+    if found is None:
         return []
-    groups = _digit_groups(ink, _noise_sigma(small), multi)
+    groups = _digit_groups(*found, multi)
     crops = []
     for (x, y, w, h), patch in groups:
         bx, by = ox + int(x / scale), oy + int(y / scale)
@@ -134,17 +134,23 @@ def frame_to_input(frame: np.ndarray, roi: Box | None = None) -> tuple[np.ndarra
 # -- ink -------------------------------------------------------------------------------------------------
 
 
-def _ink(g: np.ndarray) -> np.ndarray | None:
-    """uint8 ink strength (0 = paper) of a grayscale working image, or None when it holds no ink at all."""
+def _ink(g: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """uint8 ink strength (0 = paper) of a grayscale working image and its sensor-noise sigma, or None when
+    the image holds no ink at all."""
     H, W = g.shape
+    # Polarity and noise are measured at half size when the frame is big: the tails barely move, area
+    # averaging halves white noise's sigma (so it is doubled back), and it costs a quarter.
+    half = min(H, W) >= 128
+    h = cv2.resize(g, (W // 2, H // 2), interpolation=cv2.INTER_AREA) if half else g
+    noise = _noise_sigma(h) * (2.0 if half else 1.0)
     g = cv2.GaussianBlur(g, (3, 3), 0)
+    if not half:
+        h = g
     # Polarity: ink is the tail of (pixel - local mean) that reaches furthest from zero.
-    # (Measured at half size when the frame is big: the tails barely move and it costs a quarter.)
-    h = cv2.resize(g, (W // 2, H // 2), interpolation=cv2.INTER_AREA) if min(H, W) >= 128 else g
     win = max(3, (min(h.shape) // 3) | 1)
     mean = cv2.blur(h, (win, win))
-    lo = _quantile(_hist(cv2.subtract(mean, h)), 0.9975)  # how far the darkest pixels fall below their surroundings
-    hi = _quantile(_hist(cv2.subtract(h, mean)), 0.9975)  # how far the brightest rise above
+    lo = _quantile(_hist(cv2.subtract(mean, h)), 0.999)  # how far the darkest pixels fall below their surroundings
+    hi = _quantile(_hist(cv2.subtract(h, mean)), 0.999)  # how far the brightest rise above
     if max(lo, hi) < MIN_CONTRAST // 2:
         return None  # flat: blank paper, a dark frame, a lens cap
     dark_ink = lo >= hi
@@ -157,7 +163,7 @@ def _ink(g: np.ndarray) -> np.ndarray | None:
     paper = cv2.blur(paper, (3, 3))
     if f > 1:
         paper = cv2.resize(paper, (W, H), interpolation=cv2.INTER_LINEAR)
-    return cv2.subtract(paper, g) if dark_ink else cv2.subtract(g, paper)
+    return (cv2.subtract(paper, g) if dark_ink else cv2.subtract(g, paper)), noise
 
 
 def _noise_sigma(g: np.ndarray) -> float:
@@ -188,6 +194,7 @@ def _otsu(hist: np.ndarray) -> float:
 
 
 _LEVELS = np.arange(256, dtype=np.float64)
+_DILATE = np.ones((3, 3), np.uint8)
 
 
 def _digit_groups(ink: np.ndarray, noise: float, multi: bool) -> list[tuple[Box, np.ndarray]]:
@@ -247,11 +254,11 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool) -> list[tuple[Box,
         pad = 1
         ys, xs = slice(max(0, y - pad), min(H, y + h + pad)), slice(max(0, x - pad), min(W, x + w + pad))
         keep = cv2.copyMakeBorder(keep, y - ys.start, ys.stop - y - h, x - xs.start, xs.stop - x - w, cv2.BORDER_CONSTANT, 0)
-        keep = cv2.dilate(keep, np.ones((3, 3), np.uint8))
-        patch = ink[ys, xs].astype(np.float32) * keep
-        core = patch[patch > t]
-        level = float(np.median(core)) if core.size else t
-        patch = np.clip(patch * (255.0 / max(level, 1.0)), 0, 255).astype(np.uint8)
+        keep = cv2.dilate(keep, _DILATE)
+        patch = cv2.bitwise_and(ink[ys, xs], ink[ys, xs], mask=keep)
+        core = _hist(patch, cv2.threshold(patch, t, 255, cv2.THRESH_BINARY)[1])  # the stroke's own levels
+        level = _quantile(core, 0.5) if core.sum() else t
+        patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(level, 1.0))  # rounded, saturated at 255
         if level < NOISE_MARGIN * noise:
             continue  # as strong as the noise around it: speckle, not ink
         out.append(((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch))
