@@ -185,7 +185,10 @@ def _training(run: Path) -> str:
     if metrics.is_file():
         try:
             m = json.loads(metrics.read_text(encoding="utf-8"))
-            flat = {k: v for k, v in m.items() if isinstance(v, (int, float, str))} if isinstance(m, dict) else {}
+            flat = {}
+            for k, v in (m.items() if isinstance(m, dict) else ()):  # scalars, and one level of nesting (test.accuracy)
+                inner = v.items() if isinstance(v, dict) else [("", v)]
+                flat.update({f"{k}.{ik}" if ik else k: iv for ik, iv in inner if isinstance(iv, (int, float, str))})
             if flat:
                 parts.append("<table class=\"facts\">" + "".join(
                     f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in flat.items()) + "</table>")
