@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,17 @@ def small_model_path(request, mnist, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small-model") / "model.keras"
     shutil.copyfile(cached, out)
     return out
+
+
+def _sigint_as_at_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def terminal_sigint():
+    """``preexec_fn`` for a child that a test Ctrl-Cs: SIGINT at its default, as under a terminal.
+
+    A test run started as a background job of a non-interactive shell (as CI may start it) inherits SIGINT
+    *ignored*, and Python then never raises KeyboardInterrupt in its children: the Ctrl-C would go unseen.
+    """
+    return _sigint_as_at_a_terminal

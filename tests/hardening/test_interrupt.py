@@ -21,13 +21,14 @@ RUN_FILES = {"model.keras", "metrics.json", "history.json", "curves.png", "confu
 
 
 @pytest.fixture(scope="module")
-def interrupted(small_npz, tmp_path_factory):
+def interrupted(small_npz, tmp_path_factory, terminal_sigint):
     """A real `edgekit train` process, sent SIGINT as soon as epoch 1's checkpoint exists: (run folder, process)."""
     run = tmp_path_factory.mktemp("interrupt") / "run"
     proc = subprocess.Popen(
         [sys.executable, "-c", "from edgekit.toolkit.cli import main; main()", "train", "--data", str(small_npz),
          "--out", str(run), "--limit", "1280", "--epochs", "3", "--val-split", "500", "--batch-size", "64"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+        preexec_fn=terminal_sigint,
     )
     deadline = time.monotonic() + 240
     while not (run / "checkpoint.json").exists():

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
 
 from edgekit.toolkit.synthetic import write_video
@@ -32,12 +31,12 @@ def _chromium(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=90)
 
 
-def test_chromium_shows_the_live_page(models, camera_frames, tmp_path):
+def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_sigint):
     video = write_video(tmp_path / "desk.avi", [f for f, _, _ in camera_frames[:300]], fps=10)  # plays for 30 s
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]), "-s", str(video),
          "--serve", "127.0.0.1:0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
     try:
         url = None
