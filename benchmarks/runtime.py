@@ -175,8 +175,8 @@ def frame_to_digit(path: Path, images: np.ndarray, labels: np.ndarray) -> dict:
 
 # -- 3. fresh processes: start -> first prediction, peak memory --------------------------------------------
 
-CHILD_RUNTIME = """
-import resource, sys, time, json
+PEAK_KB = """
+import resource
 def peak_kb():
     # VmHWM: this process's own peak RSS. ru_maxrss is also reported, but Linux carries it over from the
     # parent across fork+exec, so a child of a big process (this benchmark has TensorFlow loaded) reads high.
@@ -187,6 +187,10 @@ def peak_kb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+CHILD_RUNTIME = PEAK_KB + """
+import sys, time, json
 
 import cv2
 from edgekit.runtime import Classifier
@@ -200,18 +204,8 @@ mods = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras
 print(json.dumps({"first": first, "digit": p.digit, "peak_kb": peak_kb(), "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "heavy": mods}))
 """
 
-CHILD_SEED = """
-import os, resource, sys, time, json
-def peak_kb():
-    # VmHWM: this process's own peak RSS. ru_maxrss is also reported, but Linux carries it over from the
-    # parent across fork+exec, so a child of a big process (this benchmark has TensorFlow loaded) reads high.
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+CHILD_SEED = PEAK_KB + """
+import os, sys, time, json
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np, keras
