@@ -110,7 +110,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     # The best model: more epochs of the same, with augmentation and decoupled weight decay.
     "full": Recipe(
-        "full", epochs=3, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
+        "full", epochs=8, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
         warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True,
     ),
 }
