@@ -38,21 +38,10 @@ GOAL_ALL_SECONDS = 60.0
 
 
 def train_model(data: str, out: Path) -> Path:
-    import keras
+    """A quick model through edgekit's own trainer: the default recipe, 12,000 images, one epoch."""
+    from edgekit.toolkit.train import TrainOptions, train
 
-    from edgekit.runtime.contract import to_model_input
-    from edgekit.toolkit.data import load_mnist
-    from edgekit.toolkit.model import build_model
-
-    mnist = load_mnist(data)
-    keras.utils.set_random_seed(0)
-    model = build_model(bn_momentum=0.9)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(to_model_input(mnist.x_train[:12000]), mnist.y_train[:12000].astype(np.int32), batch_size=64, epochs=1,
-              verbose=0)
-    path = out / "model.keras"
-    model.save(path)
-    return path
+    return train(TrainOptions.preset("default", data=data, out=out / "run", limit=12000, epochs=1)).model_path
 
 
 def predict(path: Path, x: np.ndarray) -> np.ndarray:
