@@ -22,6 +22,7 @@ import numpy as np
 from edgekit.runtime import contract
 from edgekit.runtime.backends import open_runner
 from edgekit.runtime.errors import DataError
+from edgekit.runtime.metadata import read_metadata
 from edgekit.runtime.preprocess import Box, find_digits
 
 
@@ -45,14 +46,6 @@ class Prediction:
 NO_DIGIT = Prediction(None, 0.0, None)
 
 
-def _read_metadata(path: Path) -> dict | None:
-    try:
-        from edgekit.runtime.metadata import read_metadata
-    except ImportError:  # an older install without the reader: use the contract's defaults
-        return None
-    return read_metadata(path)
-
-
 def _float_input(x) -> np.ndarray:
     """Model input as float32; integer pixels (0-255 not yet scaled), text and objects are refused."""
     try:
@@ -71,7 +64,7 @@ class Classifier:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.path = Path(path)
         self._runner = open_runner(self.path, threads)
-        meta = _read_metadata(self.path)
+        meta = read_metadata(self.path)
         self.has_metadata = meta is not None
         self.metadata = meta if meta is not None else self._default_metadata()
         self.format = self.metadata.get("format", self._runner.format)
