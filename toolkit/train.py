@@ -253,6 +253,7 @@ def train(
             line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
             raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({line}); "
                                "start a new run in another --out") from None
+        _restore_rng_states(model, state.get("dropout_rng"))
         say(f"resuming {recipe.name} from epoch {initial_epoch} of {recipe.epochs} in {out}")
 
     dataset = _pipeline(x_train, y_train, recipe, options.seed, initial_epoch, steps_per_epoch)
@@ -476,6 +477,7 @@ def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: d
                     "train_seconds": elapsed_before + self.train_seconds,
                     "data_sha256": data_sha256,
                     "options": options.to_json(),
+                    "dropout_rng": _rng_states(self.model),
                 },
             )
 
@@ -495,6 +497,24 @@ def _Budget(keras, seconds: float):
                 self.model.stop_training = True
 
     return Budget()
+
+
+def _rng_states(model) -> list[list[int]]:
+    """The Dropout layers' random-generator states. A .keras file does not keep them, and a resumed run must
+    draw the dropout masks the uninterrupted one would have drawn to end with the same weights."""
+    return [[int(v) for v in np.asarray(s)] for s in _rng_variables(model)]
+
+
+def _restore_rng_states(model, states: list | None) -> None:
+    variables = _rng_variables(model)
+    if states is None or len(states) != len(variables):  # a checkpoint from before they were saved
+        return
+    for variable, value in zip(variables, states):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def _rng_variables(model) -> list:
+    return [v for v in model.variables if v.name == "seed_generator_state"]
 
 
 def _current_lr(model) -> float:
