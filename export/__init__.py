@@ -97,7 +97,7 @@ def export_model(
     Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file behind.
     """
     from edgekit.export.calibration import load_representative
-    from edgekit.toolkit.data import sha256_file
+    from edgekit.runtime.files import sha256_file
 
     targets = plan(formats, quantizations)
     options = ExportOptions(calib_samples=calib_samples, opset=opset, data=None if data is None else str(data))
@@ -135,7 +135,7 @@ def export_model(
 
 def _export_one(model, target: Target, staging: Path, context: ExportContext, on_artifact) -> Artifact:
     from edgekit.runtime.metadata import read_metadata
-    from edgekit.toolkit.data import sha256_file
+    from edgekit.runtime.files import sha256_file
 
     path = staging / target.file
     start = time.perf_counter()

@@ -46,7 +46,7 @@ def representative_images(x_train: np.ndarray, y_train: np.ndarray, n: int = DEF
 
 def load_representative(data, n: int = DEFAULT_CALIB_SAMPLES) -> np.ndarray:
     """Load MNIST (``--data`` / ``$EDGEKIT_DATA`` / Keras' cache; DataError if absent) and pick the set."""
-    from edgekit.toolkit.data import load_mnist
+    from edgekit.export.data import load_mnist
 
     check_samples(n)
     mnist = load_mnist(data)

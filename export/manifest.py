@@ -67,7 +67,7 @@ def read_manifest(folder: Path) -> Manifest | None:
 
 def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
     """``new`` plus the still-valid entries of ``old`` from the same source (see the module docstring)."""
-    from edgekit.toolkit.data import sha256_file
+    from edgekit.runtime.files import sha256_file
 
     if old is None or old.source.get("sha256") != new.source.get("sha256"):
         return new

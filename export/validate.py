@@ -446,7 +446,7 @@ def validate(
     export_dir = Path(export_dir)
     manifest, entries = read_manifest(export_dir)
     reference_path = Path(reference).expanduser() if reference is not None else reference_from_manifest(export_dir, manifest)
-    from edgekit.toolkit.data import sha256_file  # plain hashlib: no TensorFlow behind it
+    from edgekit.runtime.files import sha256_file
 
     classifiers = [load_artifact(export_dir / e.file, threads=threads) for e in entries]
     model = load_reference(reference_path)
@@ -498,7 +498,7 @@ def validate(
 def _load_data(data):
     if data is not None and hasattr(data, "x_test") and hasattr(data, "y_test"):
         return data
-    from edgekit.toolkit.data import load_mnist
+    from edgekit.export.data import load_mnist
 
     return load_mnist(data)
 

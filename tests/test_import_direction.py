@@ -1,0 +1,101 @@
+"""Imports run one way: toolkit/ may import export/ and runtime/; export/ may import runtime/; runtime/ neither,
+and the runtime (what a Raspberry Pi installs) never imports TensorFlow, Keras, tf2onnx, onnx or matplotlib.
+
+Read from the source with ``ast``, so every import counts: module level, inside functions (the lazy ones),
+under ``if TYPE_CHECKING``, relative imports, and ``importlib.import_module("...")`` / ``__import__("...")``
+with a literal name. A fresh-process ``sys.modules`` check (tests/runtime/test_runtime_import.py) sees only
+what one run happens to import; this sees every line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LAYERS = ("toolkit", "export", "runtime")  # top to bottom: a layer may import itself and the layers below it
+RUNTIME_FORBIDDEN = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "matplotlib", "tflite_support")
+
+
+def imported_names(source: str, module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) for every import in ``source``; ``module`` (e.g. ``edgekit.export.tflite``)
+    resolves relative imports."""
+    package = module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            # `from edgekit import export` imports edgekit.export: count each imported name as a submodule too
+            found.append((node.lineno, name))
+            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if alias.name != "*"]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            f = node.func
+            called = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if called in ("import_module", "__import__"):
+                found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def violations(layer: str, module: str, source: str) -> list[str]:
+    """What ``source`` (module ``module`` of ``layer``) imports against the direction."""
+    allowed = LAYERS[LAYERS.index(layer):]
+    problems, seen = [], set()
+    for line, name in imported_names(source, module):
+        if line in seen:  # one line per import statement is enough
+            continue
+        parts = name.split(".")
+        if parts[0] == "edgekit" and len(parts) > 1 and parts[1] in LAYERS and parts[1] not in allowed:
+            problems.append(f"{module}:{line} imports {name}: {layer}/ may import only {', '.join(allowed)}")
+            seen.add(line)
+        elif layer == "runtime" and parts[0] in RUNTIME_FORBIDDEN:
+            problems.append(f"{module}:{line} imports {name}: the runtime never imports {parts[0]}")
+            seen.add(line)
+    return problems
+
+
+def modules() -> list[tuple[str, str, Path]]:
+    return [(layer, f"edgekit.{layer}.{path.stem}" if path.stem != "__init__" else f"edgekit.{layer}", path)
+            for layer in LAYERS for path in sorted((REPO / layer).rglob("*.py"))]
+
+
+def test_every_import_runs_one_way():
+    found = modules()
+    for layer in LAYERS:  # a check that read nothing checked nothing
+        assert sum(1 for lay, _, _ in found if lay == layer) >= 3, f"too few modules found under {layer}/"
+    problems = [p for layer, module, path in found for p in violations(layer, module, path.read_text("utf-8"))]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("layer, source, bad", [
+    ("export", "def f():\n    from edgekit.toolkit.data import load_mnist\n", "edgekit.toolkit.data"),
+    ("export", "import edgekit.toolkit\n", "edgekit.toolkit"),
+    ("export", "from edgekit import toolkit\n", "edgekit.toolkit"),
+    ("export", "from ..toolkit import data\n", "edgekit.toolkit"),
+    ("runtime", "from edgekit.export.metadata import edgekit_version\n", "edgekit.export.metadata"),
+    ("runtime", "def f():\n    import keras\n", "keras"),
+    ("runtime", "if True:\n    import tensorflow as tf\n", "tensorflow"),
+    ("runtime", "import onnx.helper\n", "onnx.helper"),
+    ("runtime", "from matplotlib import pyplot\n", "matplotlib"),
+    ("runtime", "import importlib\nm = importlib.import_module('tf2onnx')\n", "tf2onnx"),
+])
+def test_the_check_finds_imports_against_the_direction(layer, source, bad):
+    problems = violations(layer, f"edgekit.{layer}.mod", source)
+    assert any(f"imports {bad}" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("layer, source", [
+    ("toolkit", "from edgekit.export import export_model\nfrom edgekit.runtime import Classifier\nimport tensorflow\n"),
+    ("export", "from edgekit.runtime.files import sha256_file\nfrom . import formats\n"),
+    ("runtime", "import onnxruntime\nfrom ai_edge_litert.interpreter import Interpreter\nfrom .errors import DataError\n"),
+])
+def test_the_check_lets_allowed_imports_pass(layer, source):
+    assert violations(layer, f"edgekit.{layer}.mod", source) == []
