@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from edgekit.runtime.classifier import NO_DIGIT, Classifier, Prediction
-from edgekit.runtime.errors import BackendMissingError, CameraError
+from edgekit.runtime.errors import BackendMissingError, CameraError, DataError
+from edgekit.runtime.images import image_size, max_pixels_from_env, too_large
 from edgekit.runtime.preprocess import Box, _to_uint8
 
 READ_RETRIES = 5  # failed reads in a row before a live camera counts as lost
@@ -45,8 +46,9 @@ class FrameSource(Protocol):
 class OpenCVSource:
     """cv2.VideoCapture on a camera index, a /dev/videoN device, a video file or a stream URL."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, max_pixels: int | None = None):
         self.name = spec
+        self.max_pixels = max_pixels_from_env() if max_pixels is None else max_pixels
         is_url = "://" in spec
         if spec.isdigit():
             target, self.live = int(spec), True
@@ -62,6 +64,7 @@ class OpenCVSource:
             target, self.live = spec, False
             if not Path(spec).is_file():
                 raise CameraError(f"cannot open video source {spec}: no such file, camera index, /dev/videoN or URL")
+            _refuse_huge_image_file(spec, self.max_pixels)  # OpenCV would decode an image file while opening it
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
         self.capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not self.capture.isOpened():
@@ -74,9 +77,19 @@ class OpenCVSource:
             raise CameraError(f"cannot open video source {spec}: {hint}")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 0.0
+        width, height = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > self.max_pixels:  # what the source announces, before its first frame is decoded
+            self.capture.release()
+            self._refuse(width, height)
+
+    def _refuse(self, width: int, height: int):
+        line = too_large(f"{self.name}: its frame", width, height, self.max_pixels)
+        raise CameraError(line) if self.live else DataError(line)
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.capture.read()
+        if ok and frame is not None and frame.ndim >= 2 and frame.shape[0] * frame.shape[1] > self.max_pixels:
+            self._refuse(frame.shape[1], frame.shape[0])  # a stream that grows after it opened
         return frame if ok and frame is not None and frame.size else None
 
     def release(self) -> None:
@@ -133,14 +146,27 @@ class IterSource:
         self.released = True
 
 
-def open_source(spec: str | int) -> FrameSource:
-    """A frame source from the ``--source`` text: 0, /dev/video0, a file, a URL or ``picamera2``."""
+def _refuse_huge_image_file(path: str, max_pixels: int) -> None:
+    """An image file given as a video source is sized from its header before OpenCV decodes it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return  # VideoCapture reports it
+    size = image_size(head)
+    if size is not None and size[1] * size[2] > max_pixels:
+        raise DataError(too_large(f"{path}: a {size[0]}", size[1], size[2], max_pixels))
+
+
+def open_source(spec: str | int, max_pixels: int | None = None) -> FrameSource:
+    """A frame source from the ``--source`` text: 0, /dev/video0, a file, a URL or ``picamera2``; frames above
+    ``max_pixels`` (default: ``$EDGEKIT_MAX_IMAGE_PIXELS``, else 64 MP) are refused."""
     spec = str(spec).strip()
     if spec == "picamera2":
         return Picamera2Source()
     if not spec:
         raise CameraError("--source is empty; give a camera index (0), /dev/videoN, a video file, a URL or picamera2")
-    return OpenCVSource(spec)
+    return OpenCVSource(spec, max_pixels)
 
 
 @dataclass(frozen=True)

@@ -53,25 +53,13 @@ def _quiet_opencv() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
 
 
-def _read_image(path: Path):
-    """Any image OpenCV decodes, at its own depth and channels; transparency is laid on white paper."""
-    import cv2
-    import numpy as np
+def _in_file_pixels(prediction, factor: int):
+    """A prediction on an image decoded reduced by ``factor``, with its box in the file's own pixels."""
+    from dataclasses import replace
 
-    if path.is_dir():
-        raise ValueError("folder holds no images (.png, .jpg, .bmp, .pgm, .tif, .webp)")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as e:
-        raise ValueError(e.strerror or str(e)) from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError("not an image OpenCV can decode")
-    if img.ndim == 3 and img.shape[2] == 4:
-        alpha = img[..., 3:].astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
-        top = 65535.0 if img.dtype == np.uint16 else 255.0
-        img = (img[..., :3].astype(np.float32) * alpha + top * (1.0 - alpha)).astype(img.dtype)
-    return img
+    if factor == 1 or prediction.box is None:
+        return prediction
+    return replace(prediction, box=tuple(v * factor for v in prediction.box))
 
 
 @command("predict")
@@ -82,18 +70,31 @@ def predict(
     multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option("--max-pixels", help="Largest image to decode, in pixels; a larger JPEG is decoded reduced, "
+                                          "anything else refused (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000)."),
+    ] = None,
 ) -> None:
     """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not."""
     from edgekit.runtime import Classifier
+    from edgekit.runtime.images import max_pixels_from_env, read_image
 
+    if max_pixels is not None and max_pixels < 1:
+        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+    limit = max_pixels if max_pixels is not None else max_pixels_from_env()
     _quiet_opencv()
     box = _roi(roi)
     clf = Classifier(model, threads=threads)
     failed = 0
     for path in _images(images):
         try:
-            img = _read_image(path)
-            result = clf.classify(img, roi=box, multi=multi)
+            img, factor = read_image(path, limit)
+            # --roi is in the file's pixels; an image decoded reduced takes it reduced too.
+            region = box if factor == 1 or box is None else (box[0] // factor, box[1] // factor,
+                                                             -(-box[2] // factor), -(-box[3] // factor))
+            result = clf.classify(img, roi=region, multi=multi)
+            result = [_in_file_pixels(p, factor) for p in result] if multi else _in_file_pixels(result, factor)
         except (ValueError, EdgekitError) as e:  # unreadable file, bad frame or ROI: report it, go on
             failed += 1
             line = str(e).splitlines()[0]
@@ -149,10 +150,17 @@ def webcam(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option("--max-pixels", help="Largest frame to accept, in pixels; a source announcing more is refused "
+                                          "(default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000)."),
+    ] = None,
 ) -> None:
     """Read digits from a camera live: a window (q or Esc quits), JSON lines (--headless) or a web page (--serve)."""
     if max_frames is not None and max_frames < 1:
         raise OptionsError(f"--max-frames must be at least 1, got {max_frames}")
+    if max_pixels is not None and max_pixels < 1:
+        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
     box = _roi(roi)
     window = not headless and serve is None
     if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -179,7 +187,7 @@ def webcam(
 
         server = StreamServer(*address).start()
         typer.echo(f"edgekit: serving the camera on {server.url} (Ctrl-C stops)", err=True)
-    stream = open_source(source)  # after the model and the server, so a failure there never holds the camera
+    stream = open_source(source, max_pixels)  # after the model and the server, so a failure there never holds the camera
     out = sys.stdout
 
     # A video file shown in a window or served plays at its own frame rate; headless runs flat out.
