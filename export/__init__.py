@@ -11,6 +11,7 @@ runtime. A converter failure or Ctrl-C removes the staging folder, so the output
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -88,19 +89,23 @@ def export_model(
     calib_samples: int = DEFAULT_CALIB_SAMPLES,
     opset: int = DEFAULT_OPSET,
     on_artifact: Callable[[Artifact], None] | None = None,
+    fold_bn: bool = True,
 ) -> Manifest:
     """Export ``model_path`` to every requested format x quantization in ``out_dir``; return the manifest written.
 
     ``quantizations=None`` gives each format's defaults (tflite: none + int8, onnx: none; ``formats="all"``:
     everything). ``data`` is the MNIST source for int8 calibration (training split only). ``on_artifact`` is
     called with each artifact once it is produced (before the final rename), e.g. to print progress.
+    ``fold_bn``: export the targets the format table marks from the BN-folded rewrite (``fold.py``), proven
+    exact against the trained model before anything is written; False exports every target from the trained graph.
     Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file behind.
     """
     from edgekit.export.calibration import load_representative
     from edgekit.runtime.files import sha256_file
 
     targets = plan(formats, quantizations)
-    options = ExportOptions(calib_samples=calib_samples, opset=opset, data=None if data is None else str(data))
+    options = ExportOptions(calib_samples=calib_samples, opset=opset, data=None if data is None else str(data),
+                            fold_bn=fold_bn)
     out_dir = Path(out_dir)
     model_path = Path(model_path)
     model = load_keras_model(model_path)
@@ -108,6 +113,12 @@ def export_model(
     calibration = None
     if any(t.quantization is Quantization.INT8 for t in targets):
         calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
+    folded, rewrites = model, {}
+    if options.fold_bn and any(t.fold_bn for t in targets):
+        from edgekit.export.fold import NAME, fold_and_prove
+
+        folded, report = fold_and_prove(model, calibration)  # ExportError before anything is written
+        rewrites = {NAME: report.to_dict()} if report.applied else {}
     created = _make_out_dir(out_dir)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
@@ -118,7 +129,11 @@ def export_model(
         workdir = staging / ".work"
         workdir.mkdir()
         context = ExportContext(options, source_sha, calibration, workdir=workdir)
-        artifacts = [_export_one(model, t, staging, context, on_artifact) for t in targets]
+        artifacts = []
+        for t in targets:
+            use_fold = bool(rewrites) and t.fold_bn
+            ctx = dataclasses.replace(context, rewrites=rewrites if use_fold else {})  # the cache stays shared
+            artifacts.append(_export_one(folded if use_fold else model, t, staging, ctx, on_artifact))
         from edgekit.export.metadata import edgekit_version
 
         manifest = Manifest(edgekit_version(), {"path": str(model_path.resolve()), "sha256": source_sha}, artifacts)
@@ -156,7 +171,7 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
     if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:
         raise ExportError(f"{target}: the metadata did not survive the export; nothing was written")
     artifact = Artifact(target.file, target.format.name, target.quantization.value, path.stat().st_size,
-                        sha256_file(path), inputs, outputs, round(seconds, 3))
+                        sha256_file(path), inputs, outputs, round(seconds, 3), sorted(context.rewrites))
     if on_artifact is not None:
         on_artifact(artifact)
     return artifact

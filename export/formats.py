@@ -41,6 +41,7 @@ class Format:
     quantizations: tuple[Quantization, ...]  # every quantization this format accepts
     defaults: tuple[Quantization, ...]  # what --format NAME gives without --quantize
     description: str
+    fold_bn: tuple[Quantization, ...] = ()  # exported from the BN-folded rewrite (export/fold.py) unless --no-fold
 
     def artifact_name(self, quantization: Quantization) -> str:
         return f"model_{quantization.file_tag}{self.suffix}"
@@ -51,9 +52,9 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format("tflite", ".tflite", (Q.NONE, Q.FLOAT16, Q.DYNAMIC, Q.INT8), (Q.NONE, Q.INT8),
-               "TensorFlow Lite flatbuffer, run by LiteRT"),
+               "TensorFlow Lite flatbuffer, run by LiteRT", fold_bn=(Q.DYNAMIC, Q.INT8)),
         Format("onnx", ".onnx", (Q.NONE, Q.INT8), (Q.NONE,),
-               "ONNX via tf2onnx (int8: ONNX Runtime static QDQ, per-channel), run by ONNX Runtime"),
+               "ONNX via tf2onnx (int8: ONNX Runtime static QDQ, per-channel), run by ONNX Runtime", fold_bn=(Q.INT8,)),
     )
 }
 
@@ -68,6 +69,11 @@ class Target:
     @property
     def file(self) -> str:
         return self.format.artifact_name(self.quantization)
+
+    @property
+    def fold_bn(self) -> bool:
+        """Whether this artifact is exported from the BN-folded rewrite (when the option is on)."""
+        return self.quantization in self.format.fold_bn
 
     def __str__(self) -> str:
         return f"{self.format.name}/{self.quantization.value}"

@@ -5,7 +5,7 @@ Layout (the contract with validate and the runtime)::
     {"edgekit_version", "source": {"path", "sha256"},
      "artifacts": [{"file", "format", "quantization", "bytes", "sha256",
                     "inputs": [{"name", "shape", "dtype", "quantization": {"scale", "zero_point"} | null}],
-                    "outputs": [...], "export_seconds"}]}
+                    "outputs": [...], "export_seconds", "rewrites": ["bn_fold"] | []}]}
 
 Merging: exporting into a folder that already has a manifest FROM THE SAME SOURCE (same sha256) keeps the
 entries of artifacts this run did not produce (so ``--format tflite`` then ``--format onnx`` gives one
@@ -36,6 +36,7 @@ class Artifact:
     inputs: list[dict]
     outputs: list[dict]
     export_seconds: float
+    rewrites: list[str] = field(default_factory=list)  # graph rewrites applied before conversion (export/fold.py)
 
 
 @dataclass

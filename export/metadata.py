@@ -32,8 +32,10 @@ def edgekit_version() -> str:
         return "0+unknown"
 
 
-def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str) -> dict:
-    """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions."""
+def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str,
+          rewrites: dict | None = None) -> dict:
+    """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions;
+    ``rewrites`` the graph rewrites applied before conversion (``{"bn_fold": {...}}``; empty: the trained graph)."""
     inp, out = inputs[0], outputs[0]
     return {
         "schema": SCHEMA,
@@ -58,6 +60,7 @@ def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: lis
             "quantization": out["quantization"],
         },
         "source_sha256": source_sha256,
+        "rewrites": dict(rewrites or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

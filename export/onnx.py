@@ -99,16 +99,18 @@ def describe(path: Path) -> tuple[list[dict], list[dict]]:
 def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
     import onnx
 
-    if "onnx.float" not in context.cache:  # converted once, shared by the float32 and int8 exports
-        context.cache["onnx.float"] = convert_float(model, context.options.opset).SerializeToString()
-    proto = onnx.load_model_from_string(context.cache["onnx.float"])
+    key = f"onnx.float:{model.name}"  # converted once per model (trained, BN-folded), shared by float32 and int8
+    if key not in context.cache:
+        context.cache[key] = convert_float(model, context.options.opset).SerializeToString()
+    proto = onnx.load_model_from_string(context.cache[key])
     with tempfile.TemporaryDirectory(prefix="onnx-", dir=context.workdir or out.parent) as tmp:
         if quantization is Quantization.INT8:
             proto = quantize_int8(proto, context.calibration, Path(tmp))
         probe = Path(tmp) / "probe.onnx"
         onnx.save(proto, str(probe))
         inputs, outputs = describe(probe)
-    metadata.embed_onnx(proto, metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256))
+    metadata.embed_onnx(proto, metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256,
+                                                  context.rewrites))
     onnx.checker.check_model(proto, full_check=True)
     write_atomic(out, proto.SerializeToString())
     return describe(out)

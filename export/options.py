@@ -24,6 +24,9 @@ class ExportOptions:
     """ONNX opset of the ONNX exports."""
     data: str | None = None
     """MNIST source for calibration (.npz or IDX folder); None: $EDGEKIT_DATA, then Keras' cache."""
+    fold_bn: bool = True
+    """Fold each post-ReLU BatchNormalization's scale into the layer before it for the targets the format table
+    marks (``export/fold.py``); proven exact on the float model before anything is written. ``--no-fold``: off."""
 
     def __post_init__(self) -> None:
         check_samples(self.calib_samples)
@@ -43,3 +46,5 @@ class ExportContext:
     """float32 (n, 28, 28, 1) training images; loaded (before any work) only when an int8 export is asked for."""
     workdir: Path | None = None
     cache: dict = field(default_factory=dict, repr=False)
+    rewrites: dict = field(default_factory=dict)
+    """Graph rewrites applied to the model this artifact is exported from (name -> what it did), for the metadata."""

@@ -27,7 +27,8 @@ def saved_model(model, context: ExportContext) -> str:
     Its one endpoint takes ``image`` [N, 28, 28, 1] and returns ``{"probabilities": ...}``, so the .tflite's
     signature reads ``serving_default: image -> probabilities`` (LiteRT's signature runner uses these names).
     """
-    if "tflite.saved_model" not in context.cache:
+    key = f"tflite.saved_model:{model.name}"  # the trained model and its BN-folded rewrite each get one
+    if key not in context.cache:
         import tempfile
 
         import keras
@@ -49,8 +50,8 @@ def saved_model(model, context: ExportContext) -> str:
         finally:
             if interactive:
                 keras.config.enable_interactive_logging()
-        context.cache["tflite.saved_model"] = folder
-    return context.cache["tflite.saved_model"]
+        context.cache[key] = folder
+    return context.cache[key]
 
 
 def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
@@ -100,6 +101,6 @@ def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:
 def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
     flat = convert(model, quantization, context)
     inputs, outputs = describe(flat)
-    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256)
+    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites)
     write_atomic(out, metadata.embed_tflite(flat, meta))
     return describe(out)

@@ -51,6 +51,10 @@ def export(
         Optional[str], typer.Option("--data", metavar="PATH", help="MNIST .npz or IDX folder for int8 calibration (training split only).")
     ] = None,
     opset: Annotated[int, typer.Option("--opset", metavar="N", help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET}.")] = DEFAULT_OPSET,
+    fold: Annotated[
+        bool, typer.Option("--fold/--no-fold", help="Fold the post-ReLU BatchNormalization scales into the layer before "
+                           "them for the dynamic/int8 exports (proven exact first; docs/quantization.md).")
+    ] = True,
 ) -> None:
     """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
     from edgekit.export.formats import plan
@@ -58,7 +62,7 @@ def export(
 
     # Every option is checked against the format table before anything heavy is imported or loaded.
     targets = plan(_split(format) or ["tflite"], _split(quantize))
-    ExportOptions(calib_samples=calib_samples, opset=opset, data=data)
+    ExportOptions(calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold)
     out_dir = out if out is not None else model.parent / "export"
     typer.echo(f"edgekit export: {model} -> {out_dir}/ ({', '.join(str(t) for t in targets)})")
 
@@ -66,13 +70,14 @@ def export(
     from edgekit.export import export_model
 
     def progress(a) -> None:
-        typer.echo(f"  {a.format:<7}{a.quantization:<9}{_mb(a.bytes):>10}{a.export_seconds:>8.1f} s  {a.file}")
+        folded = "  (BN folded)" if a.rewrites else ""
+        typer.echo(f"  {a.format:<7}{a.quantization:<9}{_mb(a.bytes):>10}{a.export_seconds:>8.1f} s  {a.file}{folded}")
 
     with warnings.catch_warnings():  # the converters' UserWarnings are not the user's business here
         warnings.simplefilter("ignore")
         manifest = export_model(
             model, out_dir, formats=_split(format) or ["tflite"], quantizations=_split(quantize), data=data,
-            calib_samples=calib_samples, opset=opset, on_artifact=progress,
+            calib_samples=calib_samples, opset=opset, on_artifact=progress, fold_bn=fold,
         )
     total = sum(a.export_seconds for a in manifest.artifacts if a.file in {t.file for t in targets})
     typer.echo(f"wrote {len(targets)} artifact(s) in {total:.1f} s; manifest: {out_dir / 'manifest.json'}")
