@@ -1,11 +1,18 @@
-"""The web view for a Pi with no screen: an MJPEG stream of the annotated frames, a small page with the live
-digit and FPS, and a JSON status. Standard library only (``http.server.ThreadingHTTPServer``).
+"""The web view for a Pi with no screen: a small page with the annotated frames and the live digit and FPS,
+an MJPEG stream and a JSON status. Standard library only (``http.server.ThreadingHTTPServer``).
 
-It serves exactly three paths — ``/`` (the page), ``/stream.mjpg`` and ``/status.json`` — and 404 for
-anything else, so nothing on the device's disk is reachable through it. It binds to 127.0.0.1 unless the
+The page says one thing at a time: it fetches ``/frame.jpg?after=N``, which waits for the first frame newer
+than sequence number N and answers with that frame's JPEG and, in the same response, the status it was
+published with (``X-Edgekit-Status``, JSON). The page decodes the picture, then swaps it in and writes the
+header in one step, so the digit in the header is always the digit of the frame on screen (an MJPEG stream
+beside a polled status showed one frame's picture under another frame's digit, the gap growing over Wi-Fi).
+``/stream.mjpg`` (for VLC, ffplay, an ``<img>`` elsewhere) and ``/status.json`` (for scripts) stay.
+
+It serves exactly four paths — ``/`` (the page), ``/frame.jpg``, ``/stream.mjpg`` and ``/status.json`` — and
+404 for anything else, so nothing on the device's disk is reachable through it. It binds to 127.0.0.1 unless the
 caller names another host. Each viewer gets its own thread; a viewer that goes away (closed tab, dropped
-Wi-Fi) only ends its own thread. At most ``MAX_VIEWERS`` streams run at once, so a forgotten tab or a
-flood of connections cannot starve the camera loop.
+Wi-Fi) only ends its own thread. At most ``MAX_VIEWERS`` streams and waiting frame requests run at once, so a
+forgotten tab or a flood of connections cannot starve the camera loop.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from edgekit.runtime.errors import CameraError, OptionsError
 
 BOUNDARY = "edgekitframe"
 MAX_VIEWERS = 8
 PAGE = Path(__file__).with_name("page.html")
+FRAME_WAIT = 2.0  # seconds /frame.jpg waits for a newer frame before answering 204 (no new frame)
 
 
 class FrameHub:
@@ -47,10 +55,16 @@ class FrameHub:
 
     def wait(self, seen: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
         """The next frame after sequence number ``seen`` (or the same one after ``timeout``)."""
+        seq, jpeg, _ = self.wait_with_status(seen, timeout)
+        return seq, jpeg
+
+    def wait_with_status(self, seen: int, timeout: float = 1.0) -> tuple[int, bytes | None, dict]:
+        """The next frame after sequence number ``seen`` and the status published with it, read together
+        (or the same ones after ``timeout``)."""
         with self._cond:
-            if self._seq == seen and not self.closed:
+            if self._seq <= seen and not self.closed:
                 self._cond.wait(timeout)
-            return self._seq, self._jpeg
+            return self._seq, self._jpeg, self.status
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -81,10 +95,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(self.hub.status).encode(), "application/json")
         elif path == "/stream.mjpg":
             self._stream()
+        elif path == "/frame.jpg":
+            self._frame()
         else:
             self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
     do_HEAD = do_GET
+
+    def _frame(self) -> None:
+        """The first frame newer than ``?after=SEQ`` with its own status in the headers; 204 when none came."""
+        after = parse_qs(urlsplit(self.path).query).get("after", ["-1"])[0]
+        try:
+            seen = int(after)
+        except ValueError:
+            return self._send(400, b"after must be an integer\n", "text/plain; charset=utf-8")
+        if self.command == "HEAD":
+            return self._send(200, b"", "image/jpeg")
+        if not self.viewers.acquire(blocking=False):
+            return self._send(503, b"too many viewers\n", "text/plain; charset=utf-8")
+        try:
+            seq, jpeg, status = self.hub.wait_with_status(seen, FRAME_WAIT)
+        finally:
+            self.viewers.release()
+        new = jpeg is not None and seq > seen
+        self.send_response(200 if new else 204)
+        self.send_header("X-Edgekit-Seq", str(seq))
+        self.send_header("X-Edgekit-Status", json.dumps(status))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if new:
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(jpeg)))
+        self.end_headers()
+        if new:
+            self.wfile.write(jpeg)
 
     def _stream(self) -> None:
         if self.command == "HEAD" or not self.viewers.acquire(blocking=False):

@@ -1,18 +1,24 @@
-"""A real headless Chromium opens `edgekit webcam --serve` and shows the live stream and prediction.
+"""A real headless Chromium opens `edgekit webcam --serve` and shows the live stream and prediction, and the
+digit in the page's header is always the digit of the frame the page is showing.
 
 Needs Debian's chromium (`apt-get install -y chromium`); skipped with that reason when it is absent.
 The screenshot is kept in the test's tmp folder (its path is printed) for a person to look at."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import cv2
+import numpy as np
 import pytest
 
 from edgekit.toolkit.synthetic import write_video
@@ -27,8 +33,148 @@ pytestmark = [
 ]
 
 
-def _chromium(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, *args], capture_output=True, text=True, timeout=90)
+# --- Chromium, driven through the DevTools protocol ----------------------------------------------------
+
+class DevTools:
+    """Chromium driven through the DevTools protocol over ``--remote-debugging-pipe``: JSON messages ending in
+    NUL, read by Chromium from fd 3 and written to fd 4 (no WebSocket library needed)."""
+
+    def __init__(self):
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+
+        def fds():  # the pipe ends as fd 3 and 4 in the child
+            a, b = os.dup(to_chrome), os.dup(from_chrome)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, "--remote-debugging-pipe", "about:blank"], pass_fds=(3, 4),
+                                     preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer, self._id, self.session = b"", 0, None
+
+    def call(self, method: str, timeout: float = 30.0, **params) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._in, 1 << 20)
+                assert chunk, "Chromium closed the DevTools pipe"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply["error"]
+                return reply["result"]
+        raise TimeoutError(method)
+
+    def open(self, url: str) -> None:
+        target = self.call("Target.createTarget", url=url)["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        os.close(self._in)
+        os.close(self._out)
+
+
+# Read in one JavaScript task, so the page cannot change in between: the header's digit and frame number, and
+# the picture the page shows right now, drawn at its own size into a canvas.
+SAMPLE = """(() => {
+  const img = document.getElementById("stream");
+  if (!img || !img.complete || !img.naturalWidth) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  return {digit: document.getElementById("digit").textContent, frame: document.getElementById("frame").textContent,
+          state: document.getElementById("state").textContent, picture: canvas.toDataURL("image/png")};
+})()"""
+
+
+def _which_frame(picture: np.ndarray, sources: np.ndarray) -> tuple[int, float, float]:
+    """The index of the source frame a shown (annotated, JPEG-compressed) picture is, its mean grey-level
+    difference, and the next best one's."""
+    small = cv2.resize(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY), (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
+    diffs = np.abs(sources - small).mean(axis=(1, 2))
+    best, second = np.argsort(diffs)[:2]
+    return int(best), float(diffs[best]), float(diffs[second])
+
+
+def test_the_header_shows_the_digit_of_the_frame_on_screen(models, camera_frames, tmp_path, terminal_sigint):
+    frames = [f for f, _, _ in camera_frames[:300]]
+    video = write_video(tmp_path / "desk.avi", frames, fps=10)  # plays for 30 s; every frame a different digit
+    sources = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (160, 120), interpolation=cv2.INTER_AREA)
+                        for f in frames]).astype(np.float32)
+    # --headless beside --serve: each frame's published status is also a JSON line on stdout
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]), "-s", str(video),
+         "--serve", "127.0.0.1:0", "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
+    )
+    published: dict[int, object] = {}
+    reader = threading.Thread(target=lambda: [published.__setitem__(d["frame"], d["digit"])
+                                              for d in map(json.loads, proc.stdout)], daemon=True)
+    reader.start()
+    browser = None
+    samples = []
+    try:
+        url = None
+        for _ in range(20):
+            if m := re.search(r"serving the camera on (http://\S+)", proc.stderr.readline()):
+                url = m.group(1)
+                break
+        assert url, "webcam --serve did not say where it serves"
+        browser = DevTools()
+        browser.open(url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(samples) < 12:
+            sample = browser.evaluate(SAMPLE)
+            if sample and sample["state"] == "live" and sample["frame"].isdigit():
+                samples.append(sample)
+            time.sleep(0.35)
+    finally:
+        if browser is not None:
+            browser.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+    reader.join(timeout=10)
+    assert len(samples) >= 8, f"only {len(samples)} samples of a live page in 60 s"
+    mismatches = []
+    for s in samples:
+        png = np.frombuffer(base64.b64decode(s["picture"].split(",", 1)[1]), np.uint8)
+        shown, diff, next_best = _which_frame(cv2.imdecode(png, cv2.IMREAD_COLOR), sources)
+        assert diff < 0.5 * next_best, f"cannot tell which frame the page shows ({diff:.1f} vs {next_best:.1f})"
+        header_frame = int(s["frame"])
+        expected = published.get(shown, "unpublished")
+        expected = "–" if expected is None else str(expected)
+        if header_frame != shown or s["digit"] != expected:
+            mismatches.append(f"picture of frame {shown} (published digit {expected}) under a header saying "
+                              f"frame {header_frame}, digit {s['digit']}")
+    assert not mismatches, "\n".join(mismatches)
+    assert len({int(s["frame"]) for s in samples}) >= 3, "the page did not move on"
+
+
+def _wait_live(browser: "DevTools", seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if browser.evaluate('(document.getElementById("state") || {}).textContent') == "live":  # null until loaded
+            return
+        time.sleep(0.3)
+    raise AssertionError("the page never went live: " + browser.evaluate("document.querySelector('header').outerHTML"))
 
 
 def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_sigint):
@@ -38,6 +184,7 @@ def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_
          "--serve", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
+    browser = None
     try:
         url = None
         for _ in range(20):
@@ -46,17 +193,21 @@ def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_
                 url = m.group(1)
                 break
         assert url and url.startswith("http://127.0.0.1:"), "webcam --serve did not say where it serves"
-        for _ in range(3):  # on a loaded machine Chromium may stop the page before its first status poll returns
-            dom = _chromium("--timeout=8000", "--dump-dom", url).stdout
-            if 'id="state">connecting' not in dom:
-                break
+        browser = DevTools()
+        browser.open(url)
+        browser.call("Emulation.setDeviceMetricsOverride", width=900, height=640, deviceScaleFactor=1, mobile=False)
+        _wait_live(browser)  # on a loaded machine the first frame can take a while
+        time.sleep(1.0)
+        dom = browser.evaluate("document.documentElement.outerHTML")
         shot = tmp_path / "webcam_page.png"
-        _chromium("--timeout=4000", "--window-size=900,640", f"--screenshot={shot}", url)
+        shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
         proc.send_signal(signal.SIGINT)  # Ctrl-C: the camera is released, the server stopped, exit 130
         _, err = proc.communicate(timeout=30)
     finally:
+        if browser is not None:
+            browser.close()
         proc.kill()
-    # the page's script has fetched the live status: a digit, a confidence and an FPS, and it is live
+    # the page shows the live status: a digit, a confidence and an FPS, and it is live
     digit = re.search(r'id="digit"[^>]*>([^<]*)<', dom).group(1)
     assert digit in list("0123456789") + ["–"]
     header = dom[dom.find("<header>") : dom.find("</header>")]

@@ -1,5 +1,5 @@
-"""The web view over a real loopback socket: the page, JPEG frames from the MJPEG stream, the status,
-404 for every other path, two viewers at once, and a viewer that hangs up."""
+"""The web view over a real loopback socket: the page, each frame with its own status (/frame.jpg), JPEG frames
+from the MJPEG stream, the status, 404 for every other path, two viewers at once, and a viewer that hangs up."""
 
 from __future__ import annotations
 
@@ -82,12 +82,34 @@ def read_jpegs(server, count: int) -> list[np.ndarray]:
 def test_page_status_and_stream(live_server):
     status, headers, body = _get(live_server, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'src="/stream.mjpg"' in body and b"/status.json" in body
+    assert b'id="stream"' in body and b'"/frame.jpg?after="' in body
     status, headers, body = _get(live_server, "/status.json")
     s = json.loads(body)
     assert status == 200 and set(s) >= {"frame", "digit", "confidence", "box", "fps", "latency_ms", "running"}
     frames = read_jpegs(live_server, 4)
     assert len(frames) == 4 and not all(np.array_equal(frames[0], f) for f in frames[1:])  # live, not one still
+
+
+def test_each_frame_comes_with_the_status_it_was_published_with(live_server, camera_frames):
+    seen, seqs = -1, []
+    for _ in range(12):
+        status, headers, body = _get(live_server, f"/frame.jpg?after={seen}")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg", (status, headers)
+        s = json.loads(headers["X-Edgekit-Status"])
+        frame, label, _ = camera_frames[s["frame"] % len(camera_frames)]
+        # the JPEG is exactly the one published with this status (the publisher encodes frame k for status k)
+        assert body == cv2.imencode(".jpg", frame)[1].tobytes(), f"picture and status of different frames ({s})"
+        assert s["digit"] == label and s["running"] is True
+        seen = int(headers["X-Edgekit-Seq"])
+        seqs.append(seen)
+    assert seqs == sorted(set(seqs)), seqs  # always a newer frame, never the same one twice
+
+
+def test_frame_without_a_new_one_is_204_and_a_bad_query_400():
+    with StreamServer("127.0.0.1", 0) as server:
+        status, headers, body = _get(server, "/frame.jpg?after=-1")  # nothing published: waits, then 204
+        assert status == 204 and body == b"" and json.loads(headers["X-Edgekit-Status"])["frame"] == -1
+        assert _get(server, "/frame.jpg?after=seven")[0] == 400
 
 
 @pytest.mark.parametrize("path", ["/../../etc/passwd", "/etc/passwd", "/page.html", "/serve.py", "/stream.mjpg/../x", "//etc/passwd", "/%2e%2e/%2e%2e/etc/passwd"])
