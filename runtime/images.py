@@ -183,9 +183,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> tuple[
     except OSError as e:
         raise DataError(e.strerror or str(e)) from None
     factor, flags = 1, cv2.IMREAD_UNCHANGED
-    size = image_size(data[:1 << 16].tobytes()) if data.size else None
-    if size is not None and size[0] == "JPEG" and data.size > 1 << 16 and _jpeg(data[:1 << 16].tobytes()) is None:
-        size = image_size(data.tobytes())  # a frame header behind large EXIF blocks
+    size = image_size(data.tobytes()) if data.size else None  # the whole file: a JPEG's frame header may sit behind EXIF
     if size is not None:
         kind, width, height = size
         if width * height > limit:

@@ -68,6 +68,15 @@ def test_header_size_matches_what_opencv_decodes(ext, kind, shape):
     assert image_size(data.tobytes()) == (kind, decoded.shape[1], decoded.shape[0])
 
 
+def test_jpeg_frame_header_behind_a_large_exif_block():
+    ok, data = cv2.imencode(".jpg", np.zeros((120, 200), np.uint8))
+    data = data.tobytes()
+    app1 = b"\xff\xe1" + (65533 + 2).to_bytes(2, "big") + b"Exif\x00\x00" + bytes(65527)  # 64 KB of EXIF
+    padded = data[:2] + app1 + app1 + data[2:]
+    assert cv2.imdecode(np.frombuffer(padded, np.uint8), cv2.IMREAD_UNCHANGED).shape == (120, 200)
+    assert image_size(padded) == ("JPEG", 200, 120)
+
+
 def test_header_size_of_the_30000_pixel_png(huge_png_path):
     assert huge_png_path.stat().st_size < 1_000_000
     assert image_size(huge_png_path.read_bytes()[:64]) == ("PNG", 30_000, 30_000)
