@@ -204,6 +204,7 @@ class ValidationReport:
     labels: np.ndarray = field(repr=False)  # (N,) true labels of the images used
     images: np.ndarray = field(repr=False)  # (N, 28, 28) uint8, the images used
     notes: list[str] = field(default_factory=list)
+    layers: list = field(default_factory=list)  # per-layer int8 error tables (layer_error.LayerReport), if asked for
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -234,6 +235,7 @@ class ValidationReport:
             "thresholds": asdict(self.thresholds),
             "notes": list(self.notes),
             "artifacts": [a.to_dict() for a in self.artifacts],
+            **({"layers": [layer.to_dict() for layer in self.layers]} if self.layers else {}),
         }
 
     def to_json(self) -> str:

@@ -30,6 +30,7 @@ def validate_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch for accuracy and throughput.")] = 250,
     latency_runs: Annotated[int, typer.Option("--latency-runs", help="Single-image calls timed per artifact for p50/p95.")] = 200,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads for the runtime (default: the backend's).")] = None,
+    layers: Annotated[bool, typer.Option("--layers", help="Also print, per layer of each int8 TFLite artifact, its error against the float model on calibration images (and put it in the HTML report).")] = False,
 ) -> None:
     """Prove that every exported model is as accurate as the Keras model, on the real MNIST test set.
 
@@ -56,6 +57,14 @@ def validate_command(
         latency_runs=latency_runs, threads=threads, on_progress=_Progress(), raise_on_failure=False,
     )
     typer.echo(report.table())
+    if layers:
+        from edgekit.export.layer_error import format_layers, layer_reports
+
+        report.layers = layer_reports(report, mnist.x_train, mnist.y_train)
+        for table in report.layers:
+            typer.echo("\n" + format_layers(table))
+        if not report.layers:
+            typer.echo("\n--layers: no int8 TFLite artifact in this export folder; nothing to break down", err=True)
     if json_path is not None:
         report.write_json(json_path)
         typer.echo(f"JSON: {json_path}", err=True)

@@ -41,6 +41,8 @@ def render_html(report: ValidationReport, mnist=None) -> str:
         _section("Accuracy per class", _per_class(report, rows)),
         _section("Where an export and Keras disagree", _disagreements(report)),
     ]
+    if report.layers:
+        sections.append(_section("Where the int8 error comes from", _layers(report)))
     run = report.run_dir
     if run is not None:
         sections.append(_section(f"Training run <code>{_e(str(run))}</code>", _training(run)))
@@ -107,6 +109,25 @@ def _legend(report: ValidationReport) -> str:
     ]
     notes = "".join(f"<li class=\"note\">{_e(n)}</li>" for n in report.notes)
     return "<ul class=\"legend\">" + "".join(f"<li>{_e(i)}</li>" for i in items) + notes + "</ul>"
+
+
+def _layers(report: ValidationReport) -> str:
+    from edgekit.export.layer_error import COLUMNS, cells
+
+    out = ["<p>Each int8 op's output, dequantized, against the float model's on the same calibration images. "
+           "RMSE/range: the error relative to the float tensor's range; steps: RMSE divided by the int8 scale; "
+           "added: how much relative error this layer adds to the one before it (the error is cumulative). "
+           "The layer that adds the most is highlighted.</p>"]
+    for table in report.layers:
+        worst = table.worst
+        folded = f" — exported from the {_e(', '.join(table.rewrites))} rewrite" if table.rewrites else ""
+        out.append(f"<h3><code>{_e(table.artifact)}</code>{folded}, {table.images} images</h3>")
+        out.append("<table class=\"layers\"><thead><tr>" + "".join(f"<th>{_e(c)}</th>" for c in COLUMNS) + "</tr></thead><tbody>")
+        for row in table.rows:
+            cls = " class=\"worse\"" if row is worst else ""
+            out.append(f"<tr{cls}>" + "".join(f"<td>{_e(c)}</td>" for c in cells(row)) + "</tr>")
+        out.append("</tbody></table>")
+    return "".join(out)
 
 
 def _confusions(report: ValidationReport, rows: list[ArtifactResult]) -> str:
@@ -252,7 +273,7 @@ table.parity{font-size:13px}td:first-child,th:first-child{text-align:left}
 table.parity td.status{text-align:left;white-space:normal;max-width:360px}
 tr.pass td.status{color:#17692b;font-weight:600}tr.fail td{background:#fff4f4}tr.fail td.status{color:#a11a1a;font-weight:600}
 tr.ref td{color:#445;background:#fafbfd}
-td.worse{color:#a11a1a;font-weight:600}
+td.worse,tr.worse td{color:#a11a1a;font-weight:600}
 ul.legend{color:#556;margin:6px 0 0 18px;padding:0}li.note{color:#8a5a00}
 .grid{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}figure img{display:block;max-width:100%}
 figure.confusion img{width:400px}figure.samples img{width:660px}figure.curves img{width:560px}figure.counts img{width:520px}figcaption{font-size:12px;color:#556;text-align:center}
