@@ -1,15 +1,17 @@
 """pytest plugin for running tests/runtime on the emulated Raspberry Pi (scripts/pi_check.sh loads it with -p).
 
-The device install has no TensorFlow, by design, so the tests' own way of getting exported models (the runtime
-conftest's ``models`` fixture calls edgekit's exporter) cannot run there. Two things make the tests run anyway:
+The device install has no TensorFlow and no Keras, by design, so the tests' own way of getting exported models
+(the runtime conftest's ``models`` fixture trains a small Keras model and calls edgekit's exporter) cannot run
+there. The host prepares them instead, as a Pi receives them:
 
-* With ``EDGEKIT_PI_MODELS`` set to a folder of models that edgekit exported on x86-64 (``model_<q>.<fmt>``, and
-  the ``model.keras`` they came from), the ``models`` fixture's value is ``{"<q>.<fmt>": path}`` from that folder
-  and ``small_model_path`` is that ``model.keras`` — the exporter's output, made on the workstation, which is
-  exactly what a Pi receives.
+* ``EDGEKIT_PI_MODELS`` names a folder of models that edgekit exported on x86-64 (``model_<q>.<fmt>``); the
+  ``models`` fixture's value is ``{"<q>.<fmt>": path}`` from that folder, and nothing Keras-made is needed
+  (the fixture asks for the small Keras model only when it exports, which it then does not). A folder without
+  the models the fixture promises is an error, not a skip.
 * A test or fixture that still needs a workstation-only module (TensorFlow, Keras, tf2onnx, ...) is reported as
   skipped with that reason — unless the import comes from edgekit's device code (``edgekit/runtime/`` or the
-  ``predict``/``webcam`` CLI): that is the bug this check exists to catch, and the test fails as usual.
+  ``predict``/``webcam`` CLI): that is the bug this check exists to catch, and the test fails as usual. A skip
+  is only a clearer message: pi_check.sh fails its test stage when any test skipped or none ran.
 """
 
 from __future__ import annotations
@@ -40,22 +42,19 @@ def _needs_workstation(excinfo) -> str | None:
     return name if importer and not any(part in importer for part in DEVICE_CODE) else None
 
 
+# What the runtime conftest's ``models`` fixture promises; the x86-64 folder may hold more (int8.onnx).
+PROMISED = ("float32.tflite", "int8.tflite", "float32.onnx")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef, request):
     folder = os.environ.get("EDGEKIT_PI_MODELS")
-    if not folder or fixturedef.argname not in ("models", "small_model_path"):
+    if not folder or fixturedef.argname != "models":
         return None
-    if fixturedef.argname == "small_model_path":
-        # The .keras the models were exported from (pytest sets up a fixture's dependencies even when this hook
-        # provides its value, and training one needs Keras). Loading it on the device still needs Keras: a skip.
-        source = Path(folder) / "model.keras"
-        if not source.is_file():
-            return None
-        fixturedef.cached_result = (source, fixturedef.cache_key(request), None)
-        return source
     found = {p.name[len("model_"):]: p for p in sorted(Path(folder).glob("model_*.*")) if p.suffix in (".tflite", ".onnx")}
-    if not found:
-        return None
+    missing = [name for name in PROMISED if name not in found]
+    if missing:
+        pytest.fail(f"EDGEKIT_PI_MODELS={folder} has no {', '.join('model_' + m for m in missing)}", pytrace=False)
     fixturedef.cached_result = (found, fixturedef.cache_key(request), None)
     return found
 

@@ -102,3 +102,192 @@ def test_plugin_skips_workstation_imports_but_not_from_device_code(tmp_path):
     assert "1 failed, 1 passed, 2 skipped" in proc.stdout, proc.stdout
     assert "FAILED tests/test_x.py::test_runtime_bug" in proc.stdout
     assert "needs keras_pi_check_missing (workstation only" in proc.stdout
+
+
+# --- the emulated test stage's verdict: tests must run, and all pass -----------------------------------------
+SAMPLE_TESTS = (
+    "import pytest\n"
+    "def test_device_a():\n    assert 1 + 1 == 2\n"
+    "def test_device_b():\n    assert 'pi'.upper() == 'PI'\n"
+    "def test_needs_tf():\n    pytest.skip('needs tensorflow (workstation only, not on the device)')\n"
+    "def test_broken():\n    assert 1 == 2\n"
+)
+
+
+def _pytest_then_verdict(tmp: Path, *select: str):
+    """Run pytest on SAMPLE_TESTS with a selection, then the helper's verdict on its JUnit XML."""
+    (tmp / "test_sample.py").write_text(SAMPLE_TESTS)
+    junit = tmp / "pytest.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_sample.py",
+                          "--junitxml", str(junit), *select], cwd=tmp, capture_output=True, text=True)
+    return _verdict(tmp, junit, run.returncode)
+
+
+def _verdict(tmp: Path, junit: Path, rc: int):
+    out = tmp / "tests.json"
+    proc = subprocess.run([sys.executable, str(HELPER), "test-verdict", str(junit), str(rc), str(out)],
+                          capture_output=True, text=True)
+    return proc, json.loads(out.read_text())
+
+
+def test_verdict_passes_when_tests_ran_and_all_passed(tmp_path):
+    proc, out = _pytest_then_verdict(tmp_path, "-k", "device")
+    assert proc.returncode == 0, proc.stdout
+    assert out["ok"] and out["counts"]["passed"] == 2 and out["counts"]["skipped"] == 0
+    assert proc.stdout.startswith("2 passed, none skipped: test_device_a, test_device_b")
+
+
+def test_verdict_fails_when_no_test_ran(tmp_path):
+    """Everything deselected: pytest exits 5 and says nothing failed; the stage proved nothing, so it fails."""
+    proc, out = _pytest_then_verdict(tmp_path, "-k", "no_such_test")
+    assert proc.returncode == 1 and not out["ok"]
+    assert out["pytest_exit"] == 5 and "no test ran" in proc.stdout
+
+
+def test_verdict_fails_when_a_test_skipped(tmp_path):
+    """pytest exits 0 with a skip; the stage does not: a skipped device-side test did not run on the device."""
+    proc, out = _pytest_then_verdict(tmp_path, "-k", "device or needs_tf")
+    assert out["pytest_exit"] == 0
+    assert proc.returncode == 1 and not out["ok"]
+    assert out["counts"] == {"passed": 2, "failed": 0, "error": 0, "skipped": 1}
+    assert "test_needs_tf skipped: needs tensorflow" in proc.stdout
+
+
+def test_verdict_fails_on_a_failure_and_on_no_results(tmp_path):
+    proc, out = _pytest_then_verdict(tmp_path, "-k", "device or broken")
+    assert proc.returncode == 1 and out["counts"]["failed"] == 1 and "test_broken failed" in proc.stdout
+    # a crash or a timeout (exit 124) leaves no JUnit XML: that is a failure too, never "0 failed"
+    proc, out = _verdict(tmp_path, tmp_path / "never-written.xml", 124)
+    assert proc.returncode == 1 and not out["ok"] and "pytest exit 124 and no results" in proc.stdout
+
+
+# --- the device gets its models from x86-64, and needs no Keras for them --------------------------------------
+BLOCK_WORKSTATION = (
+    "import sys\n"
+    "for name in ('tensorflow', 'keras', 'tf2onnx'):\n"
+    "    sys.modules[name] = None  # as on the device: importing them raises ModuleNotFoundError\n"
+)
+
+
+def _device_like_run(tmp: Path, models: Path | None):
+    """The real tests/conftest.py and tests/runtime/conftest.py, with Keras and TensorFlow unimportable, the real
+    plugin, and a test that uses the ``models`` fixture: what pi_check.sh runs on the emulated Pi."""
+    (tmp / "tests" / "runtime").mkdir(parents=True)
+    (tmp / "toolkit").mkdir()
+    (tmp / "toolkit" / "model.py").write_text((REPO / "toolkit" / "model.py").read_text())  # the small model's cache key
+    (tmp / "tests" / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (tmp / "tests" / "runtime" / "conftest.py").write_text((REPO / "tests" / "runtime" / "conftest.py").read_text())
+    (tmp / "tests" / "runtime" / "test_device.py").write_text(
+        "def test_models_from_the_host(models):\n"
+        "    assert {'float32.tflite', 'int8.tflite', 'float32.onnx'} <= set(models)\n"
+        "    assert all(p.is_file() for p in models.values())\n"
+    )
+    (tmp / "plugins").mkdir()
+    (tmp / "plugins" / "block_workstation.py").write_text(BLOCK_WORKSTATION)
+    env = {**os.environ, "PYTHONPATH": f"{tmp / 'plugins'}{os.pathsep}{REPO / 'scripts'}"}
+    env.pop("EDGEKIT_PI_MODELS", None)
+    if models is not None:
+        env["EDGEKIT_PI_MODELS"] = str(models)
+    junit = tmp / "pytest.xml"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "block_workstation", "-p", "pi_pytest_plugin",
+         "-o", f"cache_dir={tmp / '.pytest-cache'}", "tests/runtime", "--junitxml", str(junit)],
+        cwd=tmp, capture_output=True, text=True, env=env,
+    )
+    return run, *_verdict(tmp, junit, run.returncode)
+
+
+def test_device_tests_run_on_models_from_the_host_without_keras(tmp_path):
+    folder = tmp_path / "from-x86-64"
+    folder.mkdir()
+    for name in ("model_float32.tflite", "model_int8.tflite", "model_float32.onnx", "model_int8.onnx"):
+        (folder / name).write_bytes(b"exported on x86-64")
+    run, proc, out = _device_like_run(tmp_path / "with", folder)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "PASSED tests/runtime/test_device.py::test_models_from_the_host" in run.stdout
+    assert proc.returncode == 0 and out["counts"]["passed"] == 1, proc.stdout
+
+
+def test_without_models_from_the_host_the_device_tests_skip_and_the_stage_fails(tmp_path):
+    """The fixed bug: the fixture trains a Keras model, the device has none, the test skips; the stage must fail."""
+    run, proc, out = _device_like_run(tmp_path / "without", None)
+    assert "needs keras (workstation only" in run.stdout, run.stdout[-2000:]
+    assert run.returncode == 0  # pytest itself calls a skip a success
+    assert proc.returncode == 1 and out["counts"]["skipped"] == 1 and not out["ok"]
+
+
+def test_an_incomplete_models_folder_is_an_error_not_a_skip(tmp_path):
+    folder = tmp_path / "half"
+    folder.mkdir()
+    (folder / "model_float32.tflite").write_bytes(b"exported on x86-64")
+    run, proc, out = _device_like_run(tmp_path / "half-run", folder)
+    assert "has no model_int8.tflite, model_float32.onnx" in run.stdout, run.stdout[-2000:]
+    assert proc.returncode == 1 and out["counts"]["error"] == 1
+
+
+# --- the probability tolerance: margin above the measured differences, never on an int8 step -----------------
+def _compare_probabilities(tmp: Path, model: str, native: list[list[float]], pi: list[list[float]]):
+    for side, p in (("native", native), ("pi", pi)):
+        (tmp / f"{side}.json").write_text(json.dumps({"images": [f"{i}.png" for i in range(len(p))], "preprocessed": {},
+                                                      "models": {model: {"p": p, "per_image_ms": 1.0}}}))
+    proc = subprocess.run([sys.executable, str(HELPER), "compare-probabilities", str(tmp / "native.json"),
+                           str(tmp / "pi.json"), str(tmp / "out.json")], capture_output=True, text=True)
+    return proc, json.loads((tmp / "out.json").read_text())
+
+
+def _probs(top: float, step: float = 0.0) -> list[float]:
+    """A confident 7: the rest of the mass spread on the other nine digits, then moved by ``step``."""
+    row = [(1.0 - top) / 9] * 10
+    row[7] = top
+    row[7] -= step
+    row[3] += step
+    return row
+
+
+def _helper_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pi_check_helper_under_test", HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_int8_tolerance_sits_between_output_steps():
+    """On neither int8 grid (TFLite 1/256, ONNX 1/255) is the tolerance within a quarter step of a step."""
+    helper = _helper_module()
+    for step in helper.INT8_STEPS:
+        steps = helper.INT8_TOLERANCE / step
+        assert 0.25 < steps % 1 < 0.75, (step, steps)
+        assert steps > 2, "at least two steps of margin above the one-step differences measured"
+
+
+@pytest.mark.parametrize(("model", "step", "steps", "ok"), [
+    # the issue's failure: one step of the ONNX grid (1/255) against a tolerance of one step of 1/256
+    ("model_int8.onnx", 1 / 255, 1, True),
+    ("model_int8.tflite", 1 / 256, 1, True),
+    ("model_int8.onnx", 1 / 255, 3, True),
+    ("model_int8.onnx", 1 / 255, 4, False),
+    ("model_int8.tflite", 1 / 256, 4, False),
+    ("model_float32.tflite", 1e-6, 1, True),
+    ("model_float32.onnx", 2e-5, 1, False),
+])
+def test_probability_tolerance(tmp_path, model, step, steps, ok):
+    native = [_probs(0.9), _probs(0.8)]
+    pi = [_probs(0.9), _probs(0.8, steps * step)]
+    proc, out = _compare_probabilities(tmp_path, model, native, pi)
+    assert out["ok"] is ok and (proc.returncode == 0) is ok, proc.stdout
+    assert out["models"][model]["max_abs_diff"] == pytest.approx(steps * step, rel=1e-6)
+    if "int8" in model:
+        assert out["models"][model]["max_abs_diff_steps"] == pytest.approx(steps, abs=1e-3)
+
+
+def test_a_different_top1_fails_within_tolerance(tmp_path):
+    """A near-tie read the other way on the device: |Δp| 2e-6 is within 1e-5, the digit is not."""
+    native = [[0.0] * 10]
+    native[0][7], native[0][3], native[0][1] = 0.450001, 0.449999, 0.1
+    pi = [list(native[0])]
+    pi[0][7], pi[0][3] = 0.449999, 0.450001
+    proc, out = _compare_probabilities(tmp_path, "model_float32.onnx", native, pi)
+    assert out["models"]["model_float32.onnx"]["max_abs_diff"] < 1e-5
+    assert proc.returncode == 1 and "top-1 equal 0/1" in proc.stdout

@@ -12,10 +12,16 @@ from edgekit.toolkit.synthetic import mnist_frames
 
 
 @pytest.fixture(scope="session")
-def models(small_model_path, mnist_path, tmp_path_factory) -> dict[str, Path]:
-    """{"float32.tflite", "int8.tflite", "float32.onnx"} -> the exported file (edgekit.export.export_model)."""
+def models(request, mnist_path, tmp_path_factory) -> dict[str, Path]:
+    """{"float32.tflite", "int8.tflite", "float32.onnx"} -> the exported file (edgekit.export.export_model).
+
+    The small Keras model is asked for only here, when exporting: on the emulated Raspberry Pi
+    (scripts/pi_pytest_plugin.py) this fixture's value is the models exported on x86-64, and the device,
+    which has no Keras, must not have to train or load one first.
+    """
     from edgekit.export import export_model
 
+    small_model_path = request.getfixturevalue("small_model_path")
     out = tmp_path_factory.mktemp("exported")
     export_model(small_model_path, out, formats=("tflite",), quantizations=("none", "int8"), data=mnist_path, calib_samples=200)
     export_model(small_model_path, out / "onnx", formats=("onnx",), quantizations=("none",))
