@@ -2,8 +2,9 @@
 
 It builds (or reuses) a Debian 12 bookworm arm64 root with Python 3.11, installs edgekit's device install from
 aarch64 wheels (no TensorFlow), and under qemu-aarch64-static runs the import check, `edgekit predict --json` on
-the small model exported here on x86-64 (TFLite float32/int8, ONNX float32/int8) and tests/runtime. The
-predictions must equal the x86-64 ones (digits identical, confidences within the script's stated tolerances).
+the small model exported here on x86-64 (TFLite float32/int8, ONNX float32/int8) and the device-side tests of
+tests/runtime on those models. The predictions must equal the x86-64 ones (digits identical, confidences within
+the script's stated tolerances), and the device-side tests must all have run and passed, none skipped.
 
 Run it:  EDGEKIT_PI_CHECK=1 python -m pytest tests/pi -m pi   (as root; the root is cached in $EDGEKIT_PI_CACHE,
 default /var/tmp/edgekit-pi). Measured on this shared 2-core machine: about 8 minutes cold, 6-7 warm; with
@@ -69,6 +70,13 @@ def test_runtime_on_emulated_raspberry_pi(small_model_path, mnist_path, tmp_path
     assert probs["preprocessing"]["boxes_equal"]
     for model, p in probs["models"].items():
         assert p["top1_equal"] == p["images"] and p["max_abs_diff"] <= p["tolerance"], model
+    if not tests:  # the device-side tests ran on the emulated Pi, on the models from x86-64: all passed, none skipped
+        stage = next(s for s in result["stages"] if s["stage"] == "runtime tests (emulated)")
+        counts = result["tests"]["counts"]
+        assert stage["status"] == "ok" and result["tests"]["ok"], result["tests"]["problems"]
+        assert counts["passed"] == len(result["tests"]["tests"]) >= 6 and counts["skipped"] == 0, counts
+        assert {"test_runtime_never_imports_tensorflow", "test_metadata_is_read"} <= {
+            t["test"].split("::")[-1] for t in result["tests"]["tests"]}
     sizes = result["sizes"]["device"]
     assert sizes["wheels_mb"] > 0 and sizes["installed_mb"] > 0
     assert not any(name.startswith("tensorflow") for name in sizes["largest_wheels_mb"])
