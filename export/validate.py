@@ -42,9 +42,11 @@ class Thresholds:
     give the same top-1 answer on every image, with probabilities within ``float_max_abs_diff``.
     float16 weights change probabilities by ~1e-3, so an answer may flip on a near-tie: top-1 agreement.
     Dynamic-range and int8 quantization change answers on hard digits in both directions, so what matters
-    is the accuracy they lose. 0.3 point is 30 of the 10,000 test images: a sound int8 export of this CNN
-    loses well under that (the goal is <= 0.10 point), while a broken calibration or a wrong input
-    scale loses whole points, so the check separates the two with room for calibration noise.
+    is the accuracy they lose. 0.15 point is 15 of the 10,000 test images. Since the export folds the
+    post-ReLU BatchNormalization (``fold.py``), the dynamic and int8 exports of four trained models (default
+    recipe seeds 0-2, full recipe) lose at most 0.01 point (``benchmarks/quantization.py``; docs/quantization.md),
+    so 0.15 leaves room for other machines and calibration noise, while the losses the fold removed (0.13-0.39
+    point measured) and a broken calibration or a wrong input scale (whole points) fail.
     """
 
     float_max_abs_diff: float = 1e-4
@@ -53,7 +55,7 @@ class Thresholds:
     """float32 (TFLite, ONNX): top-1 agreement with Keras, percent of images."""
     float16_min_agreement: float = 99.95
     """float16: top-1 agreement with Keras, percent of images."""
-    quantized_max_drop: float = 0.3
+    quantized_max_drop: float = 0.15
     """dynamic-range and int8: accuracy lost against Keras, percentage points."""
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ from edgekit.toolkit.cli import app
 
 LIMIT = 1000  # test images for the shared report; one image is 0.1 point
 # The session's small model has seen 94 training steps: far from converged, its int8 export loses ~0.7 point
-# on these images (measured), where a trained model loses < 0.3 (the default, checked end to end in
+# on these images (measured), where a trained model loses < 0.15 (the default, checked end to end in
 # tests/test_e2e_pipeline.py and on full MNIST in the README). The tests here are about the machinery,
 # so they allow the small model's int8 drop; float32 and float16 keep their default thresholds.
 SMALL_MODEL_MAX_DROP = 2.0
@@ -90,7 +90,7 @@ def table_row(stdout: str, name: str) -> str:
 
 def test_thresholds_are_typed_frozen_and_checked():
     t = Thresholds()
-    assert (t.float_max_abs_diff, t.float_min_agreement, t.float16_min_agreement, t.quantized_max_drop) == (1e-4, 100.0, 99.95, 0.3)
+    assert (t.float_max_abs_diff, t.float_min_agreement, t.float16_min_agreement, t.quantized_max_drop) == (1e-4, 100.0, 99.95, 0.15)
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.quantized_max_drop = 5  # type: ignore[misc]
     for bad in ({"quantized_max_drop": -0.1}, {"float16_min_agreement": 101}, {"float_max_abs_diff": float("nan")}):
@@ -125,9 +125,9 @@ def test_each_quantization_is_held_to_its_own_rule():
     assert check("none", {**exact, "agreement": 99.99}, t) and check("float16", {**exact, "agreement": 99.99}, t) == []
     assert check("float16", {**exact, "agreement": 99.9}, t)
     for q in ("dynamic", "int8"):  # judged on accuracy lost, not on probabilities
-        assert check(q, {"agreement": 99.0, "max_abs_diff": 0.4, "accuracy_drop": 0.2}, t) == []
+        assert check(q, {"agreement": 99.0, "max_abs_diff": 0.4, "accuracy_drop": 0.1}, t) == []
         assert check(q, {"agreement": 99.9, "max_abs_diff": 0.1, "accuracy_drop": -0.5}, t) == []  # better than Keras
-        assert check(q, {"agreement": 99.9, "max_abs_diff": 0.1, "accuracy_drop": 0.31}, t)
+        assert check(q, {"agreement": 99.9, "max_abs_diff": 0.1, "accuracy_drop": 0.16}, t)
 
 
 # --- a real validation of real exports ----------------------------------------------------------------
