@@ -138,3 +138,17 @@ def test_export_says_where_the_fold_was_applied(small_model_path, mnist_path, tm
 
     off = export_model(small_model_path, tmp_path / "off", formats="tflite", quantizations="dynamic", fold_bn=False)
     assert off.artifacts[0].rewrites == [] and read_metadata(tmp_path / "off" / "model_dynamic.tflite")["rewrites"] == {}
+
+
+def test_cli_no_fold_turns_it_off(small_model_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgekit.toolkit.cli import app
+
+    for flag, expected in (([], ["bn_fold"]), (["--no-fold"], [])):
+        out = tmp_path / f"out{len(flag)}"
+        result = CliRunner().invoke(app, ["export", "--model", str(small_model_path), "--format", "tflite",
+                                          "--quantize", "dynamic", "--out", str(out), *flag])
+        assert result.exit_code == 0, result.output
+        assert ("(BN folded)" in result.output) == bool(expected)
+        assert json.loads((out / "manifest.json").read_text())["artifacts"][0]["rewrites"] == expected
