@@ -310,7 +310,7 @@ def test_verdict(args) -> None:
         for child in case:
             if child.tag in ("failure", "error", "skipped"):
                 outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
-                reason = (child.get("message") or "").strip().splitlines()[0][:200] if child.get("message") else ""
+                reason = next(iter((child.get("message") or "").strip().splitlines()), "")[:200]
         name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
         tests.append({"test": name, "outcome": outcome, "seconds": float(case.get("time") or 0), "reason": reason})
     counts = {k: sum(t["outcome"] == k for t in tests) for k in ("passed", "failed", "error", "skipped")}
