@@ -128,7 +128,9 @@ def export_model(
     try:
         workdir = staging / ".work"
         workdir.mkdir()
-        context = ExportContext(options, source_sha, calibration, workdir=workdir)
+        from edgekit.export.metadata import training_facts
+
+        context = ExportContext(options, source_sha, calibration, workdir=workdir, training=training_facts(model_path))
         artifacts = []
         for t in targets:
             use_fold = bool(rewrites) and t.fold_bn

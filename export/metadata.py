@@ -11,7 +11,9 @@ The same JSON object goes into every artifact:
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -32,12 +34,32 @@ def edgekit_version() -> str:
         return "0+unknown"
 
 
+def training_facts(model_path: str | os.PathLike) -> dict | None:
+    """What the run folder's ``metrics.json`` (beside ``model.keras``) says about the model: recipe, seed,
+    epochs and the Keras model's accuracy on the MNIST test set. None when there is no readable metrics.json
+    (a model saved by hand): the metadata then simply has no ``training`` entry."""
+    try:
+        metrics = json.loads((Path(model_path).parent / "metrics.json").read_text(encoding="utf-8"))
+        test = metrics["test"]
+        facts = {
+            "recipe": str(metrics["recipe"]["name"]),
+            "seed": metrics.get("seed"),
+            "epochs": metrics.get("epochs"),
+            "test_accuracy": round(float(test["accuracy"]), 6),
+            "test_images": int(test["images"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return facts
+
+
 def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str,
-          rewrites: dict | None = None) -> dict:
+          rewrites: dict | None = None, *, training: dict | None = None) -> dict:
     """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions;
-    ``rewrites`` the graph rewrites applied before conversion (``{"bn_fold": {...}}``; empty: the trained graph)."""
+    ``rewrites`` the graph rewrites applied before conversion (``{"bn_fold": {...}}``; empty: the trained graph);
+    ``training`` is ``training_facts`` of the source model (omitted when unknown)."""
     inp, out = inputs[0], outputs[0]
-    return {
+    meta = {
         "schema": SCHEMA,
         "edgekit_version": edgekit_version(),
         "format": fmt,
@@ -63,6 +85,9 @@ def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: lis
         "rewrites": dict(rewrites or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if training:
+        meta["training"] = training  # the Keras model's recipe and test accuracy, from its run's metrics.json
+    return meta
 
 
 def to_json(meta: dict) -> str:

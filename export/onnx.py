@@ -110,7 +110,7 @@ def export(model, out: Path, quantization: Quantization, context: ExportContext)
         onnx.save(proto, str(probe))
         inputs, outputs = describe(probe)
     metadata.embed_onnx(proto, metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256,
-                                                  context.rewrites))
+                                                  context.rewrites, training=context.training))
     onnx.checker.check_model(proto, full_check=True)
     write_atomic(out, proto.SerializeToString())
     return describe(out)

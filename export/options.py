@@ -45,6 +45,8 @@ class ExportContext:
     calibration: np.ndarray | None = field(default=None, repr=False)
     """float32 (n, 28, 28, 1) training images; loaded (before any work) only when an int8 export is asked for."""
     workdir: Path | None = None
+    training: dict | None = None
+    """The source run's recipe and test accuracy (``metadata.training_facts``), embedded in every artifact."""
     cache: dict = field(default_factory=dict, repr=False)
     rewrites: dict = field(default_factory=dict)
     """Graph rewrites applied to the model this artifact is exported from (name -> what it did), for the metadata."""

@@ -101,6 +101,7 @@ def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:
 def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
     flat = convert(model, quantization, context)
     inputs, outputs = describe(flat)
-    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites)
+    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites,
+                          training=context.training)
     write_atomic(out, metadata.embed_tflite(flat, meta))
     return describe(out)

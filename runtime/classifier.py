@@ -1,6 +1,6 @@
 """``Classifier``: an exported model on the device. Camera frames or model-input batches in, digits out.
 
-    clf = Classifier("model_int8.tflite", threads=1)
+    clf = Classifier("model_int8.tflite", threads=1)     # Classifier(): the model bundled with edgekit
     clf.probabilities(contract.to_model_input(images))  # (N, 10) float32, any N
     clf.classify(frame)                                  # Prediction(digit=7, confidence=0.98, box=(x, y, w, h))
     clf.classify(frame, multi=True)                      # [Prediction, ...] left to right
@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekit.runtime import contract
 from edgekit.runtime.backends import open_runner
+from edgekit.runtime.bundled_model import bundled_model_path
 from edgekit.runtime.errors import DataError
 from edgekit.runtime.metadata import read_metadata
 from edgekit.runtime.preprocess import Box, find_digits
@@ -59,10 +60,12 @@ def _float_input(x) -> np.ndarray:
 
 
 class Classifier:
-    """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow)."""
+    """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow).
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        self.path = Path(path)
+    ``Classifier()`` without a path runs the model bundled with edgekit (the full recipe's int8 TFLite)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, threads: int | None = None):
+        self.path = bundled_model_path() if path is None else Path(path)
         self._runner = open_runner(self.path, threads)
         meta = read_metadata(self.path)
         self.has_metadata = meta is not None

@@ -8,11 +8,13 @@
   (key = 1, value = 2), so the ``onnx`` package is not needed on the device.
 
 ``read_metadata(path)`` returns the JSON object, or None when the file is a valid model without edgekit
-metadata. A file that is not a model of its suffix raises ``ModelLoadError``.
+metadata. A file that is not a model of its suffix raises ``ModelLoadError``. ``model_info(path)`` is what
+``edgekit info`` prints: the metadata plus the file's size and sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -43,6 +45,28 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read the model ({e.strerror or e})") from None
     return metadata_from_bytes(data, path.suffix.lower(), name=str(path))
+
+
+def model_info(path: str | os.PathLike) -> dict:
+    """What a model file is, from its bytes and its embedded metadata alone (no backend, no TensorFlow):
+    {"path", "bytes", "sha256", "format", "metadata" (the JSON object, or None)}."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a folder; pass a model file (.tflite or .onnx)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read the model ({e.strerror or e})") from None
+    if not data:
+        raise ModelLoadError(f"{path}: the file is empty; export the model again with edgekit export")
+    meta = metadata_from_bytes(data, path.suffix.lower(), name=str(path))
+    return {
+        "path": str(path),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "format": (meta or {}).get("format") or path.suffix.lower().lstrip("."),
+        "metadata": meta,
+    }
 
 
 def metadata_from_bytes(data: bytes, suffix: str, name: str = "model") -> dict | None:

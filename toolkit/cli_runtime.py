@@ -62,10 +62,35 @@ def _in_file_pixels(prediction, factor: int):
     return replace(prediction, box=tuple(v * factor for v in prediction.box))
 
 
+def _model_or_bundled(model: Optional[Path]) -> Path:
+    """``model`` as given, or the model bundled with edgekit, announced in one line on stderr."""
+    if model is not None:
+        return model
+    from edgekit.runtime.bundled_model import bundled_model_path, validation
+    from edgekit.runtime.metadata import read_metadata
+
+    path = bundled_model_path()
+    meta = read_metadata(path) or {}
+    training = meta.get("training") or {}
+    what = ", ".join(filter(None, [
+        f"{training['recipe']} recipe" if training.get("recipe") else None,
+        f"{meta.get('quantization', '?')} {meta.get('format', 'tflite')}",
+    ]))
+    measured = validation()
+    accuracy = f", {measured['accuracy']:.2f} % on the {measured['images']:,} MNIST test images" if measured else ""
+    typer.echo(f"edgekit: no model given, using the bundled one ({what}{accuracy}): {path}", err=True)
+    return path
+
+
 @command("predict")
 def predict(
-    model: Annotated[Path, typer.Argument(help="An exported model: .tflite or .onnx.")],
-    images: Annotated[List[Path], typer.Argument(help="Image files and/or folders of images.")],
+    paths: Annotated[
+        List[Path],
+        typer.Argument(metavar="[MODEL] IMAGE...", show_default=False,
+                       help="Image files and/or folders, after an optional exported model (a first argument ending in "
+                            ".tflite or .onnx); without one, the model bundled with edgekit reads them."),
+    ],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help='JSON lines: {"path", "digit", "confidence", "box"}.')] = False,
     multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
@@ -76,7 +101,21 @@ def predict(
                                           "anything else refused (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000)."),
     ] = None,
 ) -> None:
-    """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not."""
+    """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not.
+
+    `edgekit predict photo.jpg` uses the model bundled with edgekit; `edgekit predict MODEL photo.jpg` (or
+    --model MODEL) uses yours.
+    """
+    from edgekit.runtime.bundled_model import MODEL_SUFFIXES
+
+    images = list(paths)
+    if model is None and images and images[0].suffix.lower() in MODEL_SUFFIXES:
+        model, images = images[0], images[1:]
+    if not images:
+        raise OptionsError("no images to read; usage: edgekit predict [MODEL] IMAGE... (files or folders)")
+    box = _roi(roi)
+    model = _model_or_bundled(model)
+
     from edgekit.runtime import Classifier
     from edgekit.runtime.images import max_pixels_from_env, read_image
 
@@ -84,7 +123,6 @@ def predict(
         raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
     _quiet_opencv()
-    box = _roi(roi)
     clf = Classifier(model, threads=threads)
     failed = 0
     for path in _images(images):
@@ -136,7 +174,7 @@ def _union(boxes: list) -> list | None:
 
 @command("webcam")
 def webcam(
-    model: Annotated[Path, typer.Option("--model", "-m", help="An exported model: .tflite or .onnx.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
     source: Annotated[
         str, typer.Option("--source", "-s", help="Camera index (0), /dev/videoN, a video file, a stream URL, or picamera2.")
     ] = "0",
@@ -180,7 +218,7 @@ def webcam(
     if window:  # OpenCV's Qt looks for fonts inside the wheel and warns on every frame when they are not there
         os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
-    clf = Classifier(model, threads=threads)
+    clf = Classifier(_model_or_bundled(model), threads=threads)
     server = None
     if address is not None:
         from edgekit.runtime.serve import StreamServer
@@ -228,3 +266,68 @@ def webcam(
         if window:
             cv2.destroyAllWindows()
     typer.echo(f"edgekit: {end.frames} frames from {stream.name}; {end.reason or 'done'}", err=True)
+
+
+@command("info")
+def info(
+    model: Annotated[Optional[Path], typer.Argument(help="An exported model: .tflite or .onnx (default: the bundled one).", show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object: path, bytes, sha256, format, bundled, validated and the embedded metadata.")] = False,
+) -> None:
+    """What a model is: format, quantization, input, labels, recipe, accuracy, sha256 and the edgekit that
+    exported it, read from the file's embedded metadata alone (no TensorFlow, no inference)."""
+    from edgekit.runtime.bundled_model import bundled_model_path, is_bundled, validation
+    from edgekit.runtime.metadata import model_info
+
+    path = bundled_model_path() if model is None else model
+    facts = model_info(path)
+    bundled = is_bundled(path)
+    validated = validation() if bundled else None
+    if json_out:
+        typer.echo(json.dumps({**facts, "bundled": bundled, "validated": validated}, indent=2))
+        return
+    for key, value in _info_rows(facts, bundled, validated):
+        typer.echo(f"{key:<13}{value}")
+
+
+def _info_rows(facts: dict, bundled: bool, validated: dict | None) -> list[tuple[str, str]]:
+    meta = facts["metadata"]
+    rows = [("model", facts["path"] + ("  (bundled with edgekit)" if bundled else "")),
+            ("size", f"{facts['bytes']:,} bytes ({facts['bytes'] / 1e6:.2f} MB)"),
+            ("sha256", facts["sha256"]),
+            ("format", facts["format"])]
+    if meta is None:
+        rows.append(("metadata", "none: not exported by edgekit (the runtime falls back to the MNIST contract)"))
+        return rows
+
+    def tensor(t: dict) -> str:
+        shape = "x".join("N" if d is None else str(d) for d in t.get("shape") or [])
+        q = t.get("quantization")
+        qtext = f", scale {q['scale']:.6g} zero point {q['zero_point']}" if isinstance(q, dict) else ""
+        return f"{t.get('name', '?')} {shape} {t.get('dtype', '?')}{qtext}"
+
+    inp, out = meta.get("input") or {}, meta.get("output") or {}
+    rows.append(("quantization", str(meta.get("quantization", "unknown"))))
+    if inp:
+        pixels = ""
+        if isinstance(inp.get("scale"), (int, float)) and isinstance(inp.get("offset"), (int, float)):
+            pixels = f"; pixels x {inp['scale']:.6g} + {inp['offset']:g}, {inp.get('polarity', '?')}"
+        rows.append(("input", f"{tensor(inp)} ({inp.get('layout', '?')}){pixels}"))
+    if out:
+        rows.append(("output", tensor(out)))
+    rows.append(("labels", " ".join(str(v) for v in meta.get("labels") or []) or "?"))
+    training = meta.get("training")
+    if isinstance(training, dict):
+        seed = f", seed {training['seed']}" if training.get("seed") is not None else ""
+        epochs = f", {training['epochs']} epoch(s)" if training.get("epochs") is not None else ""
+        rows.append(("recipe", f"{training.get('recipe', '?')}{epochs}{seed}"))
+        if isinstance(training.get("test_accuracy"), (int, float)):
+            rows.append(("accuracy", f"{training['test_accuracy'] * 100:.2f} % (the Keras model, "
+                                     f"{training.get('test_images', '?'):,} MNIST test images)"))
+    else:
+        rows.append(("recipe", "unknown (exported from a model without a run folder's metrics.json)"))
+    if validated:
+        rows.append(("validated", f"{validated['accuracy']:.2f} % on {validated['images']:,} MNIST test images "
+                                  f"(Δ {validated['delta_accuracy']:+.2f} point against Keras, "
+                                  f"{'pass' if validated['passed'] else 'FAIL'}), edgekit validate"))
+    rows.append(("exported by", f"edgekit {meta.get('edgekit_version', '?')}" + (f" on {meta['created']}" if meta.get("created") else "")))
+    return rows

@@ -1,5 +1,8 @@
 """Every format x quantization, exported ONCE from the small really-trained model and run by its real runtime.
 
+The export is the session's ``small_exports`` (tests/conftest.py), which the validate, runtime and hardening
+tests share.
+
 LiteRT runs the .tflite files, ONNX Runtime the .onnx files; Keras is the reference on real MNIST test images.
 """
 
@@ -24,17 +27,12 @@ from edgekit.toolkit.data import sha256_file
 ALL_FILES = [t.file for t in plan("all")]
 FLOAT_FILES = ["model_float32.tflite", "model_float32.onnx"]
 N_TEST = 500  # real MNIST test images compared against Keras
-CALIB = 100  # calibration images in the tests (the product's default is 300)
 
 
 @pytest.fixture(scope="module")
-def exported(small_model_path, mnist_path, tmp_path_factory):
-    """`--format all`, once for this module: (folder, manifest, progress callbacks seen)."""
-    out = tmp_path_factory.mktemp("export") / "out"
-    seen = []
-    manifest = export_model(small_model_path, out, formats="all", data=mnist_path, calib_samples=CALIB,
-                            on_artifact=seen.append)
-    return out, manifest, seen
+def exported(small_exports):
+    """`--format all`, once for the session: (folder, manifest, file names the progress callback saw)."""
+    return small_exports.folder, small_exports.manifest, small_exports.seen
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def run_model(path: Path, x: np.ndarray) -> np.ndarray:
 def test_all_gives_every_pair_and_progress(exported):
     out, manifest, seen = exported
     assert [a.file for a in manifest.artifacts] == ALL_FILES
-    assert [a.file for a in seen] == ALL_FILES
+    assert seen == ALL_FILES
     assert sorted(p.name for p in out.iterdir()) == sorted(ALL_FILES + [MANIFEST_NAME])  # no staging left
 
 
@@ -118,6 +116,7 @@ def test_runs_in_its_runtime_with_metadata(exported, test_images, keras_probs, s
     assert meta["input"]["shape"] == [None, 28, 28, 1] and meta["output"]["shape"] == [None, 10]
     assert meta["input"]["scale"] == pytest.approx(PIXEL_SCALE) and meta["input"]["offset"] == PIXEL_OFFSET
     assert meta["input"]["dtype"] == entry.inputs[0]["dtype"] and meta["output"]["dtype"] == entry.outputs[0]["dtype"]
+    assert "training" not in meta  # the session's model was saved by a test: no run folder's metrics.json beside it
 
     # every export is close to Keras; the float ones are the same model (top-1 identical, |dp| <= 1e-4)
     agree = np.mean(probs.argmax(1) == keras_probs.argmax(1))
@@ -184,6 +183,26 @@ def test_onnx_passes_checker_and_names(exported):
     inits = {i.name: i for i in int8.graph.initializer}
     scales = [inits[n.input[1]] for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[1] in inits]
     assert any(len(s.dims) == 1 and s.dims[0] > 1 for s in scales)
+
+
+def test_training_facts_come_from_the_run_folder(tmp_path):
+    """A run folder's metrics.json (as `edgekit train` writes it) gives the recipe and the Keras test accuracy the
+    metadata carries; a model without one, or with an unreadable one, gets no ``training`` entry."""
+    from edgekit.export.formats import Quantization
+    from edgekit.export.metadata import build, training_facts
+
+    model = tmp_path / "model.keras"
+    assert training_facts(model) is None
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert training_facts(model) is None
+    metrics = {"test": {"accuracy": 0.9968, "loss": 0.01, "images": 10000}, "epochs": 8, "seed": 0,
+               "recipe": {"name": "full", "epochs": 8, "augment": True}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    facts = training_facts(model)
+    assert facts == {"recipe": "full", "seed": 0, "epochs": 8, "test_accuracy": 0.9968, "test_images": 10000}
+    tensor = [{"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32", "quantization": None}]
+    assert build("tflite", Quantization.NONE, tensor, tensor, "0" * 64, training=facts)["training"] == facts
+    assert "training" not in build("tflite", Quantization.NONE, tensor, tensor, "0" * 64)
 
 
 def test_metadata_reader_agrees_with_the_official_parsers(exported):

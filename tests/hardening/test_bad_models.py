@@ -1,6 +1,6 @@
 """Missing, zero-byte, truncated, random-bytes and wrong-format model files, for every way edgekit takes a model:
-``export --model``, ``validate`` (its artifacts and ``--reference``), ``predict MODEL``, ``webcam --model`` and
-the Python ``Classifier``. Each is one error line, exit 2, no traceback, nothing written."""
+``export --model``, ``validate`` (its artifacts and ``--reference``), ``predict MODEL``, ``info MODEL``,
+``webcam --model`` and the Python ``Classifier``. Each is one error line, exit 2, no traceback, nothing written."""
 
 from __future__ import annotations
 
@@ -129,6 +129,23 @@ def test_predict_bad_model(kind, suffix, exported, digit_png, tmp_path):
     model = make_bad_model(kind, exported / f"model_float32{suffix}", wrong, tmp_path)
     line = error_line(cli("predict", model, digit_png), EXIT_BAD_INPUT)
     assert str(model) in line
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_info_bad_model(kind, suffix, exported, tmp_path):
+    """`edgekit info MODEL` reads only the file's bytes (no backend): a bad file is still one line, exit 2."""
+    if not _has_command("info"):
+        pytest.fail("edgekit info is not registered")
+    wrong = exported / ("model_float32.onnx" if suffix == ".tflite" else "model_float32.tflite")
+    model = make_bad_model(kind, exported / f"model_float32{suffix}", wrong, tmp_path)
+    line = error_line(cli("info", model), EXIT_BAD_INPUT)
+    assert str(model) in line
+
+
+def test_info_folder_and_unknown_suffix(small_model_path, tmp_path):
+    assert "is a folder" in error_line(cli("info", tmp_path), EXIT_BAD_INPUT)
+    assert "unknown model format '.keras'" in error_line(cli("info", small_model_path), EXIT_BAD_INPUT)
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)

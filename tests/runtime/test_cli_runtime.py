@@ -3,6 +3,7 @@ a generated video file as the camera, and a network camera that goes away mid-st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from edgekit.runtime import Classifier
 from edgekit.runtime.camera import IterSource, annotate, run_loop
-from edgekit.runtime.errors import CameraError
+from edgekit.runtime.errors import EXIT_BAD_INPUT, CameraError, ModelLoadError
 from edgekit.toolkit.cli import app
 from edgekit.toolkit.synthetic import digit_strip, empty_frame, write_video
 
@@ -100,6 +101,58 @@ def test_predict_bad_model_and_roi(models, image_dir, tmp_path):
     assert r.exit_code == 2 and r.stderr.strip().count("\n") == 0 and "no such model file" in r.stderr
     r = runner.invoke(app, ["predict", str(models["int8.tflite"]), str(image_dir), "--roi", "1,2"])
     assert r.exit_code == 2 and "--roi" in r.stderr
+
+
+# -- no model given: the bundled one (its own tests, with the file, are in test_bundled_model.py) --------------
+
+
+def test_predict_with_a_model_says_nothing_about_the_bundled_one(models, image_dir):
+    """`predict MODEL IMAGE` (a first argument ending in .onnx/.tflite) and `predict --model MODEL IMAGE` agree."""
+    image = str(image_dir / "digit_0.png")
+    outputs = []
+    for args in (["predict", str(models["float32.onnx"]), image], ["predict", "--model", str(models["float32.onnx"]), image]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert "bundled" not in r.stderr and r.stdout.startswith(f"{image}: ")
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 1
+
+
+def test_predict_a_model_and_no_images(models):
+    r = runner.invoke(app, ["predict", str(models["int8.tflite"])])
+    assert r.exit_code == EXIT_BAD_INPUT and r.stderr.startswith("edgekit: error: no images to read")
+
+
+def test_info_of_an_exported_model_without_a_run_folder(models):
+    """The session's small model was saved by a test, not `edgekit train`: no metrics.json, so no recipe."""
+    for name, quantization in (("float32.onnx", "none"), ("int8.tflite", "int8")):
+        r = runner.invoke(app, ["info", str(models[name])])
+        assert r.exit_code == 0, r.output
+        rows = dict(line.split(None, 1) for line in r.stdout.splitlines() if not line.startswith("exported by"))
+        assert rows["model"] == str(models[name]) and rows["format"] == name.split(".")[1]
+        assert rows["quantization"] == quantization and rows["labels"] == "0 1 2 3 4 5 6 7 8 9"
+        assert rows["sha256"] == hashlib.sha256(models[name].read_bytes()).hexdigest()
+        assert rows["recipe"].startswith("unknown") and "validated" not in rows
+        assert r.stdout.splitlines()[-1].startswith("exported by  edgekit ")
+    r = runner.invoke(app, ["info", str(models["int8.tflite"]), "--json"])
+    info = json.loads(r.stdout)
+    assert info["bundled"] is False and info["metadata"]["input"]["dtype"] == "int8" and info["bytes"] == models["int8.tflite"].stat().st_size
+
+
+def test_missing_bundled_model_is_one_line(monkeypatch, image_dir, tmp_path):
+    """A source checkout or a wheel built without runtime/bundled/: one line, exit 2, wherever the model is implied."""
+    from edgekit.runtime import bundled_model
+
+    monkeypatch.setattr(bundled_model, "BUNDLED_MODEL", tmp_path / "model_int8.tflite")
+    with pytest.raises(ModelLoadError, match="no bundled model in this installation"):
+        Classifier()
+    image = str(image_dir / "digit_0.png")
+    for args in (["predict", image], ["info"], ["webcam", "--source", image, "--headless"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == EXIT_BAD_INPUT, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("edgekit: error: no bundled model in this installation"), r.stderr
+        assert "build_bundled_model" in lines[0] and "Traceback" not in r.output
 
 
 # -- webcam -----------------------------------------------------------------------------------------
