@@ -1,16 +1,20 @@
-"""Shared fixtures: the real MNIST file and one small really-trained model for the whole session.
+"""Shared fixtures: the real MNIST file, one small really-trained model and its exports for the whole session.
 
 MNIST comes from ``$EDGEKIT_TEST_DATA`` or ``../shared/data/mnist.npz`` beside the repository. The small
 model is trained once (a few hundred steps on a real subset, so BatchNormalization's moving statistics
 have settled) and cached in pytest's cache folder, keyed by the model code, so repeated runs reuse it.
+It is exported once to every format x quantization (``small_exports``), shared by the export, validate,
+runtime and hardening tests (each used to export its own copies: the converters were most of their time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,8 @@ MNIST_PATH = Path(os.environ.get("EDGEKIT_TEST_DATA", REPO.parent / "shared" / "
 SMALL_TRAIN = 6000
 SMALL_EPOCHS = 1
 SMALL_BN_MOMENTUM = 0.9
+# Calibration images for the small model's int8 exports (the product's default is 300; 100 keeps the tests quick).
+SMALL_CALIB = 100
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +75,57 @@ def small_model_path(request, mnist, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small-model") / "model.keras"
     shutil.copyfile(cached, out)
     return out
+
+
+@dataclass(frozen=True)
+class SmallExports:
+    """The small model exported to every format x quantization (``export_model(..., formats="all")``)."""
+
+    folder: Path  # every artifact + manifest.json; read-only: copy it (or use ``subset``) before changing it
+    manifest: object  # edgekit.export.manifest.Manifest, as export_model returned it
+    seen: list  # the file names export_model's on_artifact callback reported, in order
+
+    def subset(self, files: list[str], dest: Path) -> Path:
+        """A new export folder ``dest`` holding only ``files`` and a manifest listing only them."""
+        from edgekit.export.manifest import Manifest, write_manifest
+
+        dest.mkdir(parents=True)
+        for name in files:
+            shutil.copyfile(self.folder / name, dest / name)
+        m = self.manifest
+        write_manifest(dest, Manifest(m.edgekit_version, m.source, [a for a in m.artifacts if a.file in files]))
+        return dest
+
+
+@pytest.fixture(scope="session")
+def small_exports(request, small_model_path, mnist_path, tmp_path_factory) -> SmallExports:
+    """``small_model_path`` exported ONCE per session to every format x quantization, with SMALL_CALIB
+    calibration images; cached in pytest's cache folder, keyed by the model and the export code."""
+    from edgekit.export import export_model
+    from edgekit.export.manifest import Manifest, read_manifest, write_manifest
+
+    key = hashlib.sha256(small_model_path.read_bytes() + str(SMALL_CALIB).encode())
+    for source in sorted([*(REPO / "export").glob("*.py"), *(REPO / "runtime").glob("*.py")]):
+        key.update(source.read_bytes())
+    cache = Path(request.config.cache.mkdir("edgekit-small-exports")) / key.hexdigest()[:16]
+    out = tmp_path_factory.mktemp("small-exports") / "export"
+    if not (cache / "seen.json").is_file():
+        seen = []
+        export_model(small_model_path, out, formats="all", data=mnist_path, calib_samples=SMALL_CALIB,
+                     on_artifact=lambda a: seen.append(a.file))
+        staging = cache.with_name(cache.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(out, staging)
+        (staging / "seen.json").write_text(json.dumps(seen))
+        shutil.rmtree(cache, ignore_errors=True)
+        os.replace(staging, cache)
+    else:  # the cached manifest names the source model of the session that exported it: name this one's
+        shutil.copytree(cache, out, ignore=shutil.ignore_patterns("seen.json"))
+        cached = read_manifest(out)
+        source = {**cached.source, "path": str(small_model_path.resolve())}
+        write_manifest(out, Manifest(cached.edgekit_version, source, cached.artifacts))
+    seen = json.loads((cache / "seen.json").read_text())
+    return SmallExports(out, read_manifest(out), seen)
 
 
 def _sigint_as_at_a_terminal() -> None:

@@ -1,7 +1,7 @@
 """edgekit validate: parity of real exports through the real runtime, the verdict, the JSON, the HTML, bad input.
 
-One small real model (the session's ``small_model_path``) is exported once per module to TFLite float32,
-float16 and int8 and ONNX float32; a copy of the model with one layer's weights scaled is exported too,
+One small real model (the session's ``small_model_path``), exported once per session (``small_exports``):
+its TFLite float32, float16 and int8 and ONNX float32; a copy of the model with one layer's weights scaled is exported too,
 and its float32 .tflite swapped into a copy of the good folder: the damage parity has to catch.
 """
 
@@ -33,13 +33,10 @@ FAST = ["--limit", "300", "--latency-runs", "10", "--max-drop", str(SMALL_MODEL_
 # --- fixtures: real exports, exported once ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def export_dir(small_model_path, mnist_path, tmp_path_factory) -> Path:
-    from edgekit.export import export_model
-
-    out = tmp_path_factory.mktemp("validate") / "export"
-    export_model(small_model_path, out, formats=("tflite", "onnx"), data=mnist_path)  # tflite none+int8, onnx none
-    export_model(small_model_path, out, formats="tflite", quantizations=["float16"], data=mnist_path)  # merged in
-    return out
+def export_dir(small_exports, tmp_path_factory) -> Path:
+    """TFLite float32, float16, int8 and ONNX float32 of the session's one export (tests/conftest.py)."""
+    files = ["model_float32.tflite", "model_float16.tflite", "model_int8.tflite", "model_float32.onnx"]
+    return small_exports.subset(files, tmp_path_factory.mktemp("validate") / "export")
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ bad input must pass (one error line, the documented exit code, no traceback, not
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,29 +88,11 @@ def make_bad_model(kind: str, good: Path, wrong: Path, folder: Path, suffix: str
 # --- fixtures ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def exported(request, small_model_path, mnist_path, tmp_path_factory) -> Path:
-    """The small model exported once: model_float32.tflite, model_int8.tflite, model_float32.onnx + manifest.
-
-    Cached in pytest's cache folder, keyed by the model and the export code, so reruns skip the converters."""
-    from edgekit.export import export_model
-
-    key = hashlib.sha256(small_model_path.read_bytes())
-    for source in sorted([*(REPO / "export").glob("*.py"), REPO / "runtime" / "metadata.py"]):
-        key.update(source.read_bytes())
-    cache = Path(request.config.cache.mkdir("edgekit-hardening-export")) / key.hexdigest()[:16]
-    out = tmp_path_factory.mktemp("hardening-export") / "export"
-    if not (cache / "manifest.json").is_file():
-        export_model(small_model_path, out, formats="tflite", quantizations=["none", "int8"], data=mnist_path,
-                     calib_samples=100)
-        export_model(small_model_path, out, formats="onnx", quantizations=["none"], data=mnist_path)
-        staging = cache.with_name(cache.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(out, staging)
-        shutil.rmtree(cache, ignore_errors=True)
-        os.replace(staging, cache)
-    else:
-        shutil.copytree(cache, out)
-    return out
+def exported(small_exports, tmp_path_factory) -> Path:
+    """The small model's model_float32.tflite, model_int8.tflite and model_float32.onnx + their manifest: a
+    folder of its own, taken from the session's one export (tests/conftest.py ``small_exports``)."""
+    files = ["model_float32.tflite", "model_int8.tflite", "model_float32.onnx"]
+    return small_exports.subset(files, tmp_path_factory.mktemp("hardening-export") / "export")
 
 
 @pytest.fixture(scope="session")

@@ -1,35 +1,25 @@
-"""The runtime's fixtures: real exported models (made once per session with edgekit's exporter from the
-shared small model) and camera-like frames made from real MNIST test digits."""
+"""The runtime's fixtures: real exported models (the session's ``small_exports``, made once with edgekit's
+exporter from the shared small model) and camera-like frames made from real MNIST test digits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgekit.toolkit.synthetic import mnist_frames
 
 
 @pytest.fixture(scope="session")
-def models(request, mnist_path, tmp_path_factory) -> dict[str, Path]:
-    """{"float32.tflite", "int8.tflite", "float32.onnx"} -> the exported file (edgekit.export.export_model).
+def models(request) -> dict[str, Path]:
+    """{"float32.tflite", "int8.tflite", "float32.onnx"} -> the exported file (the session's ``small_exports``).
 
-    The small Keras model is asked for only here, when exporting: on the emulated Raspberry Pi
+    The small Keras model and its exports are asked for only here, when needed: on the emulated Raspberry Pi
     (scripts/pi_pytest_plugin.py) this fixture's value is the models exported on x86-64, and the device,
     which has no Keras, must not have to train or load one first.
     """
-    from edgekit.export import export_model
-
-    small_model_path = request.getfixturevalue("small_model_path")
-    out = tmp_path_factory.mktemp("exported")
-    export_model(small_model_path, out, formats=("tflite",), quantizations=("none", "int8"), data=mnist_path, calib_samples=200)
-    export_model(small_model_path, out / "onnx", formats=("onnx",), quantizations=("none",))
-    found = {
-        "float32.tflite": out / "model_float32.tflite",
-        "int8.tflite": out / "model_int8.tflite",
-        "float32.onnx": out / "onnx" / "model_float32.onnx",
-    }
+    small_exports = request.getfixturevalue("small_exports")
+    found = {name: small_exports.folder / f"model_{name}" for name in ("float32.tflite", "int8.tflite", "float32.onnx")}
     for name, path in found.items():
         assert path.is_file(), f"export_model did not write {name}"
     return found
