@@ -325,6 +325,12 @@ def _info_rows(facts: dict, bundled: bool, validated: dict | None) -> list[tuple
                                      f"{training.get('test_images', '?'):,} MNIST test images)"))
     else:
         rows.append(("recipe", "unknown (exported from a model without a run folder's metrics.json)"))
+    rewrites = meta.get("rewrites")
+    if isinstance(rewrites, dict):  # graph rewrites before conversion (export/fold.py); {} = the trained graph as is
+        done = [f"{name} ({len(r['folded'])} layers, max |Δ| {r['max_abs_diff']:.1e} on the float model)"
+                if isinstance(r, dict) and isinstance(r.get("folded"), list) and isinstance(r.get("max_abs_diff"), (int, float))
+                else str(name) for name, r in rewrites.items()]
+        rows.append(("rewrites", ", ".join(done) or "none (the trained graph as is)"))
     if validated:
         rows.append(("validated", f"{validated['accuracy']:.2f} % on {validated['images']:,} MNIST test images "
                                   f"(Δ {validated['delta_accuracy']:+.2f} point against Keras, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import hashlib
 import re
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ def wheel(tmp_path_factory) -> Path:
         if (REPO / name).exists():
             shutil.copy(REPO / name, src / name)
     for part in ("toolkit", "export", "runtime"):
-        shutil.copytree(REPO / part, src / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(REPO / part, src / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".staging*"))
     dist = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(dist), str(src)],
@@ -60,3 +61,16 @@ def test_base_requirements_have_no_tensorflow(wheel):
     train = " ".join(r for r in requires if "extra == \"train\"" in r or "extra == 'train'" in r)
     assert "tensorflow" in train and "tf2onnx" in train
     assert "edgekit = edgekit.toolkit.cli:main" in entry_points
+
+
+def test_wheel_carries_the_bundled_model_within_1_5_mb(wheel):
+    """runtime/bundled/ is package data: the model, its recorded sha256 and its validate report, adding at most
+    1.5 MB to the download (measured: 0.983 MB compressed, the wheel 0.110 MB -> 1.093 MB; benchmarks/wheel.py)."""
+    folder = "edgekit/runtime/bundled/"
+    with zipfile.ZipFile(wheel) as z:
+        infos = {i.filename: i for i in z.infolist() if i.filename.startswith(folder)}
+        assert set(infos) == {folder + n for n in ("model_int8.tflite", "model_int8.tflite.sha256", "validate.json")}
+        model = z.read(folder + "model_int8.tflite")
+        recorded = z.read(folder + "model_int8.tflite.sha256").decode().split()[0]
+    assert hashlib.sha256(model).hexdigest() == recorded
+    assert sum(i.compress_size for i in infos.values()) <= 1.5e6
