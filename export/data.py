@@ -1,4 +1,11 @@
-"""MNIST loading: a Keras-layout .npz or a folder of the four IDX files, validated; no pickle anywhere.
+"""MNIST loading: a Keras-layout .npz, a folder of the four IDX files or a folder of digit images, validated;
+no pickle anywhere.
+
+A folder of digits is the layout ``edgekit collect`` writes and Keras' ``image_dataset_from_directory`` reads:
+``DIR/<digit>/*.png``, one folder per class named 0-9, each image a 28x28 uint8 crop in MNIST polarity (ink
+bright on black). It becomes an ``Mnist`` whose test split is a seeded 20 % of each digit's images
+(``holdout_split``), the same 20 % that ``edgekit train --finetune`` holds out, so ``edgekit validate --data DIR``
+checks parity on images the fine-tuned model never trained on.
 
 It lives in export/ because export needs it (int8 calibration from the training split, validation on the test
 set) and imports run one way, toolkit -> export -> runtime: training reaches it here through
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.runtime.contract import IMAGE_SIZE, NUM_CLASSES
+from edgekit.runtime.contract import IMAGE_SIZE, LABELS as LABELS_TEXT, NUM_CLASSES
 from edgekit.runtime.errors import DataError
 from edgekit.runtime.files import sha256_file
 
@@ -45,7 +52,8 @@ class Mnist:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
-    sha256: str | None  # of the .npz, or of the four IDX files concatenated in IDX_FILES order
+    sha256: str | None  # of the .npz, of the four IDX files concatenated in IDX_FILES order, or of a digit folder
+    kind: str = "mnist"  # "mnist", or "folder" for a DIR/<digit>/*.png dataset
 
 
 def resolve_source(data: str | os.PathLike | None = None) -> Path | None:
@@ -62,6 +70,8 @@ def load_mnist(data: str | os.PathLike | None = None) -> Mnist:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; pass --data PATH to a Keras-layout mnist.npz or an IDX folder")
     if path.is_dir():
+        if is_digit_folder(path):
+            return _digit_folder_as_mnist(path)
         return _load_idx_folder(path)
     return _load_npz(path)
 
@@ -153,6 +163,113 @@ def _load_keras_cache() -> Mnist:
     mnist = Mnist(x_train, y_train, x_test, y_test, source="keras.datasets.mnist", sha256=None)
     _check(mnist, Path("keras.datasets.mnist"))
     return mnist
+
+
+# --- a folder of digits ------------------------------------------------------------------------------
+
+FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+HOLDOUT_FRACTION = 0.2  # of each digit's images, held out for validation
+HOLDOUT_SEED = 0  # fixed, so fine-tuning, training and validation all hold out the same images
+FOLDER_IGNORED = ("collect.json",)  # what `edgekit collect` writes beside the digit folders
+
+
+@dataclass(frozen=True)
+class DigitFolder:
+    """A folder dataset, read whole: uint8 images (N, 28, 28), labels (N,), and each image's file."""
+
+    x: np.ndarray
+    y: np.ndarray
+    files: tuple[str, ...]
+    source: str
+    sha256: str
+
+
+def is_digit_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder of class folders (``DIR/<digit>/``) rather than an IDX folder."""
+    path = Path(path)
+    if not path.is_dir() or any(_idx_present(path, stem) for stem in IDX_FILES.values()):
+        return False
+    return any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+
+
+def _idx_present(folder: Path, stem: str) -> bool:
+    return any((folder / n).is_file() for n in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"))
+
+
+def load_digit_folder(path: str | os.PathLike) -> DigitFolder:
+    """Read and validate ``DIR/<digit>/*.png``; a DataError names the first folder or file that is wrong.
+
+    Class folders must be named 0-9; every file in them must be an image (hidden files are skipped) that
+    decodes to 28x28 grayscale uint8 with a dark border (MNIST polarity). Files beside the class folders
+    (collect.json, a README) are not images of any class and are left alone."""
+    import cv2
+
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder; a digit folder holds 0/ ... 9/ with 28x28 PNG crops")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for c in classes:
+        if c.name not in LABELS_TEXT:
+            raise DataError(f"{c}: unknown class folder {c.name!r}; a digit folder's class folders are named 0 to 9")
+    images, labels, files = [], [], []
+    digest = hashlib.sha256()
+    for c in classes:
+        for f in sorted(c.iterdir()):
+            if f.name.startswith(".") or f.is_dir():
+                continue
+            if f.suffix.lower() not in FOLDER_SUFFIXES:
+                raise DataError(f"{f}: not an image file ({', '.join(FOLDER_SUFFIXES)}); move it out of the class folder")
+            try:
+                raw = np.fromfile(f, dtype=np.uint8)
+            except OSError as e:
+                raise DataError(f"{f}: cannot read ({_reason(e)})") from None
+            img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+            if img is None:
+                raise DataError(f"{f}: not an image OpenCV can decode; delete it or collect it again")
+            if img.ndim == 3 and img.shape[2] in (3, 4):
+                if not (img[..., 0] == img[..., 1]).all() or not (img[..., 1] == img[..., 2]).all():
+                    raise DataError(f"{f}: a colour image; a digit crop is grayscale (edgekit collect writes them so)")
+                img = img[..., 0]
+            if img.dtype != np.uint8:
+                raise DataError(f"{f}: {img.dtype} pixels; a digit crop is 8-bit grayscale")
+            if img.shape != (IMAGE_SIZE, IMAGE_SIZE):
+                h, w = img.shape[:2]
+                raise DataError(f"{f}: {w}x{h} pixels; a digit crop is 28x28 (edgekit collect writes them so)")
+            ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+            if ring.mean() > 127:
+                raise DataError(f"{f}: dark ink on a light background; crops are in MNIST polarity, ink bright on black")
+            images.append(img)
+            labels.append(int(c.name))
+            files.append(str(f))
+            digest.update(f"{c.name}/{f.name}\0".encode())
+            digest.update(raw.tobytes())
+    if not images:
+        raise DataError(f"{root}: no digit images; a digit folder holds 0/ ... 9/ with 28x28 PNG crops (edgekit collect writes them)")
+    return DigitFolder(np.stack(images), np.asarray(labels, np.uint8), tuple(files), str(root), digest.hexdigest())
+
+
+def holdout_split(y: np.ndarray, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held_out): a seeded ``fraction`` of each label's items held out (at least one of any
+    label with two or more items), both sorted."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        n = int(round(fraction * len(idx)))
+        if n == 0 and len(idx) >= 2:
+            n = 1
+        held.extend(rng.permutation(idx)[:n].tolist())
+    held_out = np.sort(np.asarray(held, dtype=np.int64))
+    train = np.setdiff1d(np.arange(len(y)), held_out)
+    return train, held_out
+
+
+def _digit_folder_as_mnist(path: Path) -> Mnist:
+    d = load_digit_folder(path)
+    train, held = holdout_split(d.y)
+    if not len(train) or not len(held):
+        raise DataError(f"{path}: {len(d.y)} image(s) cannot be split into training and held-out images; collect more")
+    return Mnist(d.x[train], d.y[train], d.x[held], d.y[held], source=d.source, sha256=d.sha256, kind="folder")
 
 
 # --- validation -------------------------------------------------------------------------------------

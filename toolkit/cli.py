@@ -1,6 +1,6 @@
 """The `edgekit` command line: one Typer app, one command per verb.
 
-Each area registers its commands in its own module (cli_train, cli_export, cli_validate, cli_runtime) with
+Each area registers its commands in its own module (cli_train, cli_export, cli_validate, cli_runtime, cli_collect) with
 the ``command`` decorator below, which turns edgekit's errors into one line on stderr and the documented
 exit code. Nothing here imports TensorFlow: commands import what they need when they run.
 """
@@ -136,7 +136,7 @@ def main() -> None:
 
 
 # Register every area's commands (each module imports only typer and edgekit at the top).
-from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime  # noqa: E402,F401
+from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime, cli_collect  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m edgekit.toolkit.cli`: the command modules registered on the imported module's app, not __main__'s.

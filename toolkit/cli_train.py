@@ -39,7 +39,7 @@ _RECIPE_HELP = "seed: the notebook's (RMSprop, plateau annealer); default: same 
 @command("train")
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option(help="Keras-layout mnist.npz or a folder of the four IDX files (default: $EDGEKIT_DATA, then Keras' download).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Keras-layout mnist.npz, a folder of the four IDX files, or a digit folder DIR/<digit>/*.png (default: $EDGEKIT_DATA, then Keras' download).")] = None,
     out: Annotated[Path, typer.Option(help="Run folder for model.keras, metrics.json, history.json, curves.png, confusion.png and the checkpoint.")] = Path("runs/mnist"),
     recipe: Annotated[RecipeName, typer.Option(help=_RECIPE_HELP)] = RecipeName.default,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images [recipe's].")] = None,
@@ -50,13 +50,23 @@ def train(
     schedule: Annotated[Optional[ScheduleName], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="[recipe's]")] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNormalization momentum [recipe's].")] = None,
-    val_split: Annotated[int, typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end.")] = 5000,
+    val_split: Annotated[Optional[int], typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end [5000; 0 for a digit folder, whose held-out 20 % is its test set].")] = None,
     seed: Annotated[int, typer.Option(help="Seeds weights, data order and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only (quick runs).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed epoch, with its stored options.")] = False,
+    finetune: Annotated[Optional[Path], typer.Option("--finetune", metavar="RUN/model.keras", help="Start from this trained model and fine-tune it on --extra (mixed with MNIST from --data).")] = None,
+    extra: Annotated[Optional[Path], typer.Option("--extra", metavar="DIR", help="With --finetune: your digits, DIR/<digit>/*.png (edgekit collect); a seeded 20 % of each digit is held out.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="With --finetune: optimizer steps, half of each batch your digits [300].")] = None,
 ) -> None:
-    """Train the seed notebook's CNN on MNIST into a run folder (Ctrl-C saves; --resume continues)."""
+    """Train the seed notebook's CNN on MNIST (or a digit folder) into a run folder (Ctrl-C saves; --resume
+    continues), or fine-tune a trained model on your own digits (--finetune RUN/model.keras --extra DIR)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are not for our users
+    if finetune is not None or extra is not None or steps is not None:
+        return _finetune(ctx, finetune, extra, steps, data, out, batch_size, learning_rate, seed)
+    if val_split is None:
+        from edgekit.toolkit.data import is_digit_folder
+
+        val_split = 0 if data is not None and is_digit_folder(data) else 5000
     from edgekit.toolkit.train import TrainOptions, train as run
 
     overrides = {
@@ -87,6 +97,38 @@ def train(
     typer.echo(f"trained {m['epochs']} epoch(s) on {m['train_images']:,} images in {_duration(m['train_seconds'])} "
                f"(recipe {m['recipe']['name']}, seed {m['seed']}); {_duration(time.perf_counter() - started)} in all")
     typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png, checkpoint.keras")
+
+
+_FINETUNE_TAKES = {"finetune", "extra", "steps", "data", "out", "batch_size", "learning_rate", "seed"}
+
+
+def _finetune(ctx, model, extra, steps, data, out, batch_size, learning_rate, seed) -> None:
+    given = [p.name for p in ctx.command.params
+             if p.name not in _FINETUNE_TAKES and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") != "DEFAULT"]
+    if given:
+        raise OptionsError(f"--finetune does not take {', '.join('--' + g.replace('_', '-') for g in given)}; "
+                           "it takes --extra, --steps, --batch-size, --learning-rate, --seed, --data and --out")
+    if model is None:
+        raise OptionsError("--extra and --steps fine-tune a model: add --finetune RUN/model.keras")
+    if extra is None:
+        raise OptionsError("--finetune needs --extra DIR, your digits (DIR/<digit>/*.png, as edgekit collect writes them)")
+    from edgekit.toolkit.finetune import FinetuneOptions, finetune as run
+
+    overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
+    options = FinetuneOptions(model=model, extra=extra, out=out, data=str(data) if data else None, seed=seed,
+                              **{k: v for k, v in overrides.items() if v is not None})
+    options.check()
+    note = lambda msg: typer.echo(f"edgekit: {msg}", err=True)  # noqa: E731
+    started = time.perf_counter()
+    result = run(options, callbacks=lambda: [_progress_bar()], log=note)
+    f = result.metrics["finetune"]
+    typer.echo(f"MNIST test accuracy {f['mnist_test_accuracy']['before']:.2%} -> {f['mnist_test_accuracy']['after']:.2%} "
+               f"on {result.metrics['test']['images']:,} test images")
+    typer.echo(f"held-out accuracy on your digits {f['held_out_accuracy']['before']:.2%} -> {f['held_out_accuracy']['after']:.2%} "
+               f"on {f['held_out_images']} held-out crops ({f['user_train_images']} trained on)")
+    typer.echo(f"fine-tuned {f['steps']} steps in {_duration(result.metrics['train_seconds'])} "
+               f"({f['cpu_seconds']:.0f} s CPU); {_duration(time.perf_counter() - started)} in all")
+    typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png")
 
 
 def _progress_bar():

@@ -107,6 +107,51 @@ def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look(
     return _finish(sheet * light, rng, look), box
 
 
+# -- digits that are not MNIST: OpenCV's Hershey fonts, as a stand-in for someone else's handwriting ------------
+
+HERSHEY_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+)
+
+
+def font_glyph(digit: int, rng: np.random.Generator, height: float, rotation: float = 8.0) -> np.ndarray:
+    """``digit`` drawn in a random Hershey font (upright or italic), stroke weight, slant, aspect and rotation:
+    float32 coverage 0..1 whose ink is about ``height`` px tall. Not MNIST: printed and script letterforms
+    with a pen's even stroke, which the MNIST model has never seen."""
+    font = HERSHEY_FONTS[int(rng.integers(len(HERSHEY_FONTS)))] | (cv2.FONT_ITALIC if rng.random() < 0.3 else 0)
+    canvas = np.zeros((240, 240), np.uint8)
+    thickness = int(rng.integers(3, 12))
+    cv2.putText(canvas, str(int(digit)), (60, 180), font, 5.0, 255, thickness, cv2.LINE_AA)
+    # Slant (shear), a squeeze or stretch, and a small rotation, about the canvas centre.
+    shear, aspect = rng.uniform(-0.35, 0.35), rng.uniform(0.75, 1.25)
+    m = cv2.getRotationMatrix2D((120, 120), rng.uniform(-rotation, rotation), 1.0)
+    affine = np.array([[aspect, shear, 0], [0, 1, 0], [0, 0, 1]], np.float64)
+    m = m @ affine
+    m[:, 2] += np.array([120, 120]) - m[:, :2] @ np.array([120, 120])
+    canvas = cv2.warpAffine(canvas, m, (240, 240), flags=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(canvas > 64)
+    if not len(ys):  # pragma: no cover - every font draws every digit
+        raise ValueError(f"font {font} drew nothing for {digit}")
+    ink = canvas[max(0, ys.min() - 4) : ys.max() + 5, max(0, xs.min() - 4) : xs.max() + 5].astype(np.float32) / 255.0
+    s = height / max(1, ys.max() - ys.min() + 1)
+    size = (max(4, round(ink.shape[1] * s)), max(4, round(ink.shape[0] * s)))
+    return np.clip(cv2.resize(ink, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR), 0, 1)
+
+
+def font_frame(digit: int, rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, Box]:
+    """One font-drawn digit photographed like ``camera_frame``'s: a BGR uint8 frame and the digit's box."""
+    w, h = look.size
+    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
+    glyph = font_glyph(digit, rng, rng.uniform(*look.digit_height) * h * 20 / 28, look.rotation)
+    gh, gw = min(glyph.shape[0], h - 2), min(glyph.shape[1], w - 2)
+    glyph = glyph[:gh, :gw]
+    x, y = int(rng.integers(1, w - gw)), int(rng.integers(1, h - gh))
+    sheet = np.full((h, w), paper, np.float32)
+    box = _stamp(sheet, glyph, x, y, paper, ink)
+    return _finish(sheet * light, rng, look), box
+
+
 def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, list[Box]]:
     """Several MNIST digits written left to right on one sheet (a year, a meter reading) and their boxes."""
     digits = list(digits)

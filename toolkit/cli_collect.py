@@ -1,0 +1,134 @@
+"""`edgekit collect`: the user's own digits from a camera, a video or image files, as a folder dataset.
+
+The capture itself is ``edgekit.runtime.collect`` (numpy + cv2: it runs on a Pi without TensorFlow); this
+module reads the options, checks them before any source is opened, and reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError
+from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_runtime import IMAGE_SUFFIXES, _quiet_opencv, _roi
+
+
+def _is_image_source(spec: str) -> bool:
+    p = Path(spec)
+    return p.is_dir() or (p.suffix.lower() in IMAGE_SUFFIXES and not spec.isdigit())
+
+
+def _image_files(spec: str) -> list[Path]:
+    p = Path(spec)
+    if p.is_dir():
+        return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    return [p]
+
+
+def _is_camera(spec: str) -> bool:
+    return spec.isdigit() or spec.startswith("/dev/") or spec == "picamera2" or "://" in spec
+
+
+def _has_display() -> bool:
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@command("collect")
+def collect(
+    sources: Annotated[List[str], typer.Argument(metavar="SOURCE", help="Camera index (0), /dev/videoN, picamera2, a video file, image files or folders of images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The digit folder: crops go to OUT/<digit>/<source>-<n>.png, the summary to OUT/collect.json.")],
+    label: Annotated[Optional[str], typer.Option("--label", help="Save every crop as this digit (headless: a video or images of one digit).")] = None,
+    labels_from_names: Annotated[bool, typer.Option("--labels-from-names", help="The label is the last _-separated part of each file's name (0042_7.jpg -> 7).")] = False,
+    max_crops: Annotated[Optional[int], typer.Option("--max", help="Stop after saving this many crops.")] = None,
+    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image or frame to accept, in pixels (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000).")] = None,
+) -> None:
+    """Collect your own digits: each frame goes through the runtime's preprocessing and the 28x28 crop the model
+    would see is saved under its digit. Without --label or --labels-from-names a window shows the camera: keys
+    0-9 save the crop as that digit, space skips, q quits. Exit 0, or 2 when a source could not be read
+    (the others are still collected)."""
+    from edgekit.runtime import collect as rc
+
+    digit = rc.parse_label(label) if label is not None else None
+    if digit is not None and labels_from_names:
+        raise OptionsError("give --label D or --labels-from-names, not both")
+    if max_crops is not None and max_crops < 1:
+        raise OptionsError(f"--max must be at least 1, got {max_crops}")
+    if max_pixels is not None and max_pixels < 1:
+        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+    box = _roi(roi)
+    kinds = [(s, _is_image_source(s)) for s in sources]
+    interactive = digit is None and not labels_from_names
+    if interactive:
+        images = [s for s, is_image in kinds if is_image]
+        if images:
+            raise OptionsError(f"{images[0]}: images need --label D or --labels-from-names (keys label only a camera or video)")
+        if not _has_display():
+            raise OptionsError("no display for the labelling window; give --label D (every crop is that digit) "
+                               "or run where a window can open")
+    if labels_from_names:
+        cameras = [s for s, _ in kinds if _is_camera(s)]
+        if cameras:
+            raise OptionsError(f"{cameras[0]}: --labels-from-names takes labels from file names; a camera has none (use --label D or the window)")
+
+    from edgekit.runtime.camera import open_source
+
+    _quiet_opencv()
+    store = rc.DigitStore(out, roi=box, max_crops=max_crops)
+    worst = EXIT_OK
+
+    def report(path, line: str) -> None:
+        nonlocal worst
+        worst = max(worst, 2)
+        typer.echo(f"edgekit: error: {path}: {line}", err=True)
+
+    window = False
+    try:
+        for spec, is_image in kinds:
+            if store.full:
+                break
+            if is_image:
+                files = _image_files(spec)
+                if not files:
+                    report(spec, "folder holds no images (.png, .jpg, .bmp, .pgm, .tif, .webp)")
+                    continue
+                rc.collect_images(files, store, label=digit, label_of=rc.label_from_name if labels_from_names else None,
+                                  on_error=report, max_pixels=max_pixels)
+                continue
+            try:
+                this = rc.label_from_name(spec) if labels_from_names else digit
+                source = open_source(spec, max_pixels)
+            except EdgekitError as e:  # a file is bad input (2); a camera that cannot open keeps its own code (3)
+                worst = max(worst, e.exit_code if _is_camera(spec) else EXIT_BAD_INPUT)
+                typer.echo(f"edgekit: error: {e}" if spec in str(e) else f"edgekit: error: {spec}: {e}", err=True)
+                continue
+            choose = None
+            if this is None:
+                os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
+                window = True
+                choose = rc.key_chooser(rc.window_keys(), live=source.live)
+            try:
+                rc.collect_frames(source, store, label=this, choose=choose)
+            except EdgekitError as e:  # a camera that stopped delivering: what it gave is kept
+                worst = max(worst, e.exit_code)
+                typer.echo(f"edgekit: error: {e}", err=True)
+                continue
+    finally:
+        if window:
+            import cv2
+
+            cv2.destroyAllWindows()
+        summary = store.write_summary()
+    no_digit = sum(t.no_digit for t in store.tallies)
+    unreadable = sum(t.unreadable for t in store.tallies)
+    added = ", ".join(f"{d}: {n}" for d, n in store.added.items() if n) or "none"
+    typer.echo(f"saved {store.saved} crop(s) to {out} ({added}); {no_digit} frame(s) with no digit skipped"
+               + (f"; {unreadable} file(s) unreadable" if unreadable else ""))
+    typer.echo(f"{out} now holds {summary['total']} crop(s): "
+               + ", ".join(f"{d}: {n}" for d, n in summary["counts"].items()) + f" (see {out / rc.SUMMARY_FILE})")
+    raise typer.Exit(worst)
