@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True, help="the trained model to start from (RUN/model.keras)")
     p.add_argument("--n", type=int, default=500, help="font digits to collect")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps [FinetuneOptions' default]")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate [FinetuneOptions' default]")
+    p.add_argument("--extra-fraction", type=float, default=None, help="share of each batch from the collected digits [FinetuneOptions' default]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("/tmp/edgekit-finetune"), help="digit folder and run folder go here")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     no_digit = sum(t.no_digit for t in store.tallies)
 
     # 2. fine-tune.
-    overrides = {"steps": args.steps} if args.steps else {}
+    overrides = {k: v for k, v in (("steps", args.steps), ("learning_rate", args.learning_rate),
+                                   ("extra_fraction", args.extra_fraction)) if v is not None}
     options = FinetuneOptions(model=args.model, extra=folder, out=run, data=args.data, seed=args.seed, **overrides)
     load_before = os.getloadavg()
     t0, c0 = time.perf_counter(), time.process_time()

@@ -93,3 +93,19 @@ def test_files_beside_the_class_folders_are_not_images_of_a_class(folder):
     (folder / "collect.json").write_text("{}")
     (folder / "README.txt").write_text("my digits")
     assert len(load_digit_folder(folder).y) == 100
+
+
+def test_train_from_scratch_on_a_digit_folder(folder, tmp_path):
+    """`edgekit train --data DIR`: no MNIST; the folder's held-out 20 % is the test set (--val-split defaults to 0).
+    Two steps: what they learn is not asserted, only that the run is an ordinary one on the right images."""
+    import json
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(folder), "--out", str(out), "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "metrics.json").read_text())
+    d = load_digit_folder(folder)
+    _, held = holdout_split(d.y)
+    assert m["test"]["images"] == len(held) and m["train_images"] == 100 - len(held) and m["val_images"] == 0
+    assert m["data"] == {"source": str(folder), "sha256": d.sha256}
+    assert (out / "model.keras").is_file()
