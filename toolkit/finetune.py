@@ -56,7 +56,7 @@ class FinetuneOptions:
     batch_size: int = 64
     extra_fraction: float = 0.5
     """Share of each batch taken from the user's crops; the rest is MNIST."""
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     """Adam's peak rate: reached after a warm-up over the first WARMUP of the steps, then a cosine to 0."""
     label_smoothing: float = 0.1
     augment: bool = True
