@@ -198,3 +198,38 @@ def test_a_foreign_collect_json_is_left_alone(tmp_path, threes):
     result = runner.invoke(app, ["collect", str(video), "--label", "3", "--out", str(out)])
     assert result.exit_code == 2 and "not a collect.json edgekit can add to" in one_error_line(result)
     assert (out / "collect.json").read_text() == "[1, 2" and not (out / "3").exists()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("Xvfb"), reason="needs a virtual X display: apt-get install -y xvfb")
+def test_the_real_window_under_a_virtual_display(tmp_path, threes):
+    """The labelling window with real OpenCV HighGUI on a (virtual) X display: it opens, shows each preview and,
+    with no key pressed, skips every crop; nothing is saved. (Key presses themselves come from scripted_keys in
+    the test above: there is no way to type into Xvfb here.)"""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    np.save(tmp_path / "frames.npy", np.stack(threes[:4]))
+    script = f"""
+import numpy as np
+from edgekit.runtime import collect as rc
+from edgekit.runtime.camera import IterSource
+frames = list(np.load({str(tmp_path / 'frames.npy')!r}))
+store = rc.DigitStore({str(tmp_path / 'mine')!r})
+t = rc.collect_frames(IterSource(frames, name="0"), store, choose=rc.key_chooser(rc.window_keys(), live=True))
+print(t.frames, t.saved, t.skipped, t.no_digit)
+"""
+    display = f":{100 + (os.getpid() + 7) % 500}"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "DISPLAY": display, "QT_LOGGING_RULES": "default.warning=false"})
+    finally:
+        xvfb.kill()
+        xvfb.wait()
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["4", "0", "3", "1"]  # threes[:4]: three digits shown and skipped, one blank frame
+    assert not list((tmp_path / "mine").rglob("*.png"))
