@@ -2,9 +2,19 @@
 
 MNIST comes from ``$EDGEKIT_TEST_DATA`` or ``../shared/data/mnist.npz`` beside the repository. The small
 model is trained once (a few hundred steps on a real subset, so BatchNormalization's moving statistics
-have settled) and cached in pytest's cache folder, keyed by the model code, so repeated runs reuse it.
-It is exported once to every format x quantization (``small_exports``), shared by the export, validate,
-runtime and hardening tests (each used to export its own copies: the converters were most of their time).
+have settled) and cached in pytest's cache folder, keyed by the model code, the seed and the threads, so
+repeated runs reuse it. It is exported once to every format x quantization (``small_exports``), shared by the
+export, validate, runtime and hardening tests (each used to export its own copies: the converters were most of
+their time).
+
+Two settings let scripts/margins.py measure how much the numeric assertions depend on the training seed and
+on the arithmetic: ``$EDGEKIT_TEST_SEED`` (default 0) seeds the small model and the end-to-end training, and
+``$EDGEKIT_TEST_THREADS`` (default: TensorFlow's and the OS's own choice) sets ``OMP_NUM_THREADS`` and
+TensorFlow's intra- and inter-op threads for this process and every process it starts.
+
+With ``CI=true`` (``.ci/run``) a skipped test is a failed one: CI installs Chromium and Xvfb, and a test that
+quietly did not run there proved nothing. Only the emulated Raspberry Pi check (marked ``pi``, opt-in, run by
+``scripts/pi_check.sh``) may skip.
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import measured
+
 REPO = Path(__file__).resolve().parent.parent
 MNIST_PATH = Path(os.environ.get("EDGEKIT_TEST_DATA", REPO.parent / "shared" / "data" / "mnist.npz"))
 
@@ -30,6 +42,37 @@ SMALL_EPOCHS = 1
 SMALL_BN_MOMENTUM = 0.9
 # Calibration images for the small model's int8 exports (the product's default is 300; 100 keeps the tests quick).
 SMALL_CALIB = 100
+
+SEED = int(os.environ.get("EDGEKIT_TEST_SEED", "0"))
+THREADS = os.environ.get("EDGEKIT_TEST_THREADS", "")
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+MAY_SKIP_IN_CI = "pi"  # the marker of the one opt-in check
+
+
+def pytest_configure(config):
+    if THREADS:  # before anything imports TensorFlow; children inherit the environment
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ[name] = THREADS
+
+
+def pytest_runtest_setup(item):
+    measured.current_test = item.nodeid
+    measured.current_is_numeric = item.get_closest_marker("numeric") is not None
+
+
+def pytest_runtest_teardown(item):
+    measured.current_test, measured.current_is_numeric = None, False
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if CI and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker(MAY_SKIP_IN_CI) is None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run (CI=true): {reason}"
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +92,8 @@ def mnist(mnist_path):
 @pytest.fixture(scope="session")
 def small_model_path(request, mnist, tmp_path_factory) -> Path:
     """A really-trained small model (``model.keras``); read-only: copy it before changing it."""
-    key = hashlib.sha256((REPO / "toolkit" / "model.py").read_bytes() + f"{SMALL_TRAIN}/{SMALL_EPOCHS}/{SMALL_BN_MOMENTUM}".encode())
+    recipe = f"{SMALL_TRAIN}/{SMALL_EPOCHS}/{SMALL_BN_MOMENTUM}/seed {SEED}/threads {THREADS or 'default'}"
+    key = hashlib.sha256((REPO / "toolkit" / "model.py").read_bytes() + recipe.encode())
     cache = Path(request.config.cache.mkdir("edgekit-small-model")) / key.hexdigest()[:16]
     cached = cache / "model.keras"
     if not cached.is_file():
@@ -58,7 +102,7 @@ def small_model_path(request, mnist, tmp_path_factory) -> Path:
         from edgekit.runtime.contract import to_model_input
         from edgekit.toolkit.model import build_model
 
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(SEED)
         model = build_model(bn_momentum=SMALL_BN_MOMENTUM)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+from measured import check, record_parity_report
+
+pytestmark = [pytest.mark.e2e, pytest.mark.numeric]
+SEED = int(os.environ.get("EDGEKIT_TEST_SEED", "0"))  # scripts/margins.py sweeps it
 
 def edgekit(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
@@ -32,12 +35,12 @@ def test_train_export_validate(mnist_path, tmp_path):
     assert not missing, f"waiting on the command(s) {missing}: `edgekit --help` does not list them yet"
 
     run = tmp_path / "run"
-    train = edgekit("train", "--data", mnist_path, "--limit", 12000, "--epochs", 1, "--seed", 0, "--out", run)
+    train = edgekit("train", "--data", mnist_path, "--limit", 12000, "--epochs", 1, "--seed", SEED, "--out", run)
     assert train.returncode == 0, train.stderr[-2000:]
     assert (run / "model.keras").is_file() and (run / "history.json").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train_images"] == 12000 and metrics["epochs"] == 1 and metrics["test"]["images"] == 10000
-    assert metrics["test"]["accuracy"] >= 0.97, metrics["test"]
+    check("e2e: Keras test accuracy, 12,000 images x 1 epoch", metrics["test"]["accuracy"], ">=", 0.97)
     # The closing summary names the accuracy, the time and the run folder; the progress reached epoch 1/1.
     assert f"test accuracy {metrics['test']['accuracy']:.2%}" in train.stdout
     assert "trained 1 epoch(s) on 12,000 images in" in train.stdout and str(run) in train.stdout
@@ -62,8 +65,9 @@ def test_train_export_validate(mnist_path, tmp_path):
         row = next(line for line in validate.stdout.splitlines() if line.startswith(name + " "))
         assert row.endswith("✓"), row
     data = json.loads(report_json.read_text())
+    record_parity_report("e2e validate:", data)
     assert data["passed"] and data["images"] == 2000 and len(data["artifacts"]) == len(files)
-    assert data["reference"]["accuracy"] >= 95.0, data["reference"]  # ~96.7 % on the first 2,000 test images
+    check("e2e validate: Keras accuracy %, first 2,000 test images", data["reference"]["accuracy"], ">=", 95.0)
     int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
     assert int8["size_mb"] <= 1.10 and -int8["delta_accuracy"] <= data["thresholds"]["quantized_max_drop"]
     html = report_html.read_text(encoding="utf-8")

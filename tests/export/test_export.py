@@ -23,6 +23,7 @@ from edgekit.runtime.contract import LABELS, PIXEL_OFFSET, PIXEL_SCALE, to_model
 from edgekit.runtime.errors import ExportError, ModelLoadError
 from edgekit.runtime.metadata import metadata_from_bytes, read_metadata
 from edgekit.toolkit.data import sha256_file
+from measured import check
 
 ALL_FILES = [t.file for t in plan("all")]
 FLOAT_FILES = ["model_float32.tflite", "model_float32.onnx"]
@@ -95,6 +96,7 @@ def test_manifest_matches_files(exported, small_model_path):
         assert a["inputs"][0]["shape"] == [None, 28, 28, 1] and a["outputs"][0]["shape"] == [None, 10]
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("file", ALL_FILES)
 def test_runs_in_its_runtime_with_metadata(exported, test_images, keras_probs, small_model_path, file):
     out, manifest, _ = exported
@@ -104,8 +106,8 @@ def test_runs_in_its_runtime_with_metadata(exported, test_images, keras_probs, s
     probs = run_model(path, x)
     one = run_model(path, x[:1])
     assert probs.shape == (N_TEST, 10) and one.shape == (1, 10)
-    np.testing.assert_allclose(one[0], probs[0], atol=1e-5)
-    assert np.allclose(probs.sum(axis=1), 1.0, atol=0.02)
+    check(f"export {file}: max |Δp| batch of 1 vs of 500", np.abs(one[0] - probs[0]).max(), "<=", 1e-5)
+    check(f"export {file}: max |sum of probabilities - 1|", np.abs(probs.sum(axis=1) - 1).max(), "<=", 0.02)
 
     meta = read_metadata(path)
     entry = manifest.artifact(file)
@@ -121,14 +123,15 @@ def test_runs_in_its_runtime_with_metadata(exported, test_images, keras_probs, s
     # every export is close to Keras; the float ones are the same model (top-1 identical, |dp| <= 1e-4)
     agree = np.mean(probs.argmax(1) == keras_probs.argmax(1))
     if file in FLOAT_FILES:
-        assert agree == 1.0
-        assert np.abs(probs - keras_probs).max() <= 1e-4
+        check(f"export {file}: top-1 agreement with Keras, 500 images", agree, "==", 1.0)
+        check(f"export {file}: max |Δp| to Keras", np.abs(probs - keras_probs).max(), "<=", 1e-4)
     else:
-        assert agree >= 0.97, f"{file}: top-1 agrees with Keras on only {agree:.1%}"
+        check(f"export {file}: top-1 agreement with Keras, 500 images", agree, ">=", 0.97)
         keras_acc, acc = np.mean(keras_probs.argmax(1) == y), np.mean(probs.argmax(1) == y)
-        assert acc >= keras_acc - 0.02, f"{file}: accuracy {acc:.1%} vs Keras {keras_acc:.1%}"
+        check(f"export {file}: accuracy minus Keras', 500 images", acc - keras_acc, ">=", -0.02)
 
 
+@pytest.mark.numeric
 def test_tflite_signature_names_image_and_probabilities(exported, test_images, keras_probs):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -136,7 +139,7 @@ def test_tflite_signature_names_image_and_probabilities(exported, test_images, k
     interp = Interpreter(model_path=str(out / "model_float32.tflite"))
     assert interp.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
     probs = interp.get_signature_runner()(image=test_images[0][:8])["probabilities"]
-    assert np.abs(probs - keras_probs[:8]).max() <= 1e-4
+    check("export model_float32.tflite signature runner: max |Δp| to Keras", np.abs(probs - keras_probs[:8]).max(), "<=", 1e-4)
 
 
 def test_int8_tflite_has_int8_io_with_its_own_quantization(exported):

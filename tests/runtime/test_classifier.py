@@ -8,6 +8,7 @@ import pytest
 from edgekit.runtime import Classifier, Prediction
 from edgekit.runtime.contract import to_model_input
 from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
+from measured import check
 
 
 @pytest.fixture(scope="module")
@@ -15,29 +16,32 @@ def test_batch(mnist):
     return to_model_input(mnist.x_test[:500]), mnist.y_test[:500].astype(int)
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", ["float32.tflite", "int8.tflite", "float32.onnx"])
 def test_probabilities_any_batch_size(models, test_batch, name):
     clf = Classifier(models[name], threads=1)
     x, y = test_batch
     full = clf.probabilities(x)
     assert full.shape == (500, 10) and full.dtype == np.float32
-    np.testing.assert_allclose(full.sum(axis=1), 1.0, atol=0.02)
-    assert (full.argmax(1) == y).mean() > 0.90  # the small model scores ~95 %
+    check(f"classifier {name}: max |sum of probabilities - 1|", np.abs(full.sum(axis=1) - 1).max(), "<=", 0.02)
+    check(f"classifier {name}: accuracy, 500 test images", (full.argmax(1) == y).mean(), ">", 0.90)
     # batch sizes 1, 7, 64 and back to 1 give the same rows as one big batch (resizing the interpreter each time)
-    for n in (1, 7, 64, 1):
-        np.testing.assert_allclose(clf.probabilities(x[:n]), full[:n], atol=1e-5)
+    worst = max(np.abs(clf.probabilities(x[:n]) - full[:n]).max() for n in (1, 7, 64, 1))
+    check(f"classifier {name}: max |Δp| batch of n vs of 500", worst, "<=", 1e-5)
 
 
+@pytest.mark.numeric
 def test_int8_round_trip_agrees_with_float32(models, test_batch):
     x, y = test_batch
     f32 = Classifier(models["float32.tflite"]).probabilities(x)
     i8 = Classifier(models["int8.tflite"]).probabilities(x)
     agreement = (f32.argmax(1) == i8.argmax(1)).mean()
-    assert agreement >= 0.97, f"int8 and float32 agree on only {agreement:.1%} of 500 test digits"
-    assert abs((i8.argmax(1) == y).mean() - (f32.argmax(1) == y).mean()) <= 0.02
+    check("classifier int8 vs float32 .tflite: top-1 agreement, 500 test images", agreement, ">=", 0.97)
+    check("classifier int8 vs float32 .tflite: |accuracy difference|",
+          abs((i8.argmax(1) == y).mean() - (f32.argmax(1) == y).mean()), "<=", 0.02)
     # dequantized with the model's output scale (1/256): values lie on that grid, within [0, 1]
     assert np.abs(i8 * 256 - np.round(i8 * 256)).max() < 1e-3 and i8.min() >= 0 and i8.max() <= 1
-    assert np.abs(f32 - i8).max() < 0.5
+    check("classifier int8 vs float32 .tflite: max |Δp|", np.abs(f32 - i8).max(), "<", 0.5)
 
 
 def test_int8_quantization_uses_the_models_own_scale(models, test_batch):
@@ -59,11 +63,13 @@ def test_metadata_is_read(models):
         assert clf.metadata["input"]["layout"] == "NHWC"
 
 
+@pytest.mark.numeric
 def test_classify_gives_predictions(models, camera_frames):
     clf = Classifier(models["int8.tflite"])
     frame, label, box = camera_frames[0]
     p = clf.classify(frame)
-    assert isinstance(p, Prediction) and p.digit == label and 0.5 < p.confidence <= 1.0
+    assert isinstance(p, Prediction) and p.digit == label and p.confidence <= 1.0
+    check("classify int8: confidence on camera frame 0", p.confidence, ">", 0.5)
     assert p.probabilities.shape == (10,) and p.to_dict()["box"] == list(p.box)
     batch = clf.classify([f for f, _, _ in camera_frames[:5]])
     assert [q.digit for q in batch][0] == p.digit and len(batch) == 5

@@ -22,6 +22,7 @@ from edgekit.runtime.camera import IterSource, annotate, run_loop
 from edgekit.runtime.errors import EXIT_BAD_INPUT, CameraError, ModelLoadError
 from edgekit.toolkit.cli import app
 from edgekit.toolkit.synthetic import digit_strip, empty_frame, write_video
+from measured import check
 
 runner = CliRunner()
 HEADLESS_KEYS = {"frame", "digit", "confidence", "box", "fps", "latency_ms"}
@@ -52,12 +53,13 @@ def _lines(text: str) -> list[dict]:
 # -- predict ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.numeric
 def test_predict_json_lines(models, image_dir, camera_frames):
     r = runner.invoke(app, ["predict", str(models["int8.tflite"]), *(str(image_dir / f"digit_{k}.png") for k in range(6)), "--json"])
     assert r.exit_code == 0, r.output
     rows = _lines(r.stdout)
     assert [set(row) for row in rows] == [{"path", "digit", "confidence", "box"}] * 6
-    assert sum(row["digit"] == camera_frames[k][1] for k, row in enumerate(rows)) >= 5
+    check("predict int8: frames read right, of 6", sum(row["digit"] == camera_frames[k][1] for k, row in enumerate(rows)), ">=", 5)
     assert all(0 < row["confidence"] <= 1 and len(row["box"]) == 4 for row in rows)
 
 
@@ -84,6 +86,7 @@ def test_predict_json_marks_failures_and_blank(models, image_dir, tmp_path):
     assert broken["digit"] is None and "error" in broken
 
 
+@pytest.mark.numeric
 def test_predict_multi(models, image_dir, digits):
     _, y = digits
     r = runner.invoke(app, ["predict", str(models["int8.tflite"]), str(image_dir / "strip.png"), "--json", "--multi"])
@@ -93,7 +96,7 @@ def test_predict_multi(models, image_dir, digits):
     xs = [d["box"][0] for d in row["digits"]]
     assert xs == sorted(xs)
     expected = "".join(str(y[i]) for i in (1, 0, 1, 6))
-    assert sum(a == b for a, b in zip(row["digit"], expected)) >= 3
+    check("predict --multi int8: digits read right, of 4", sum(a == b for a, b in zip(row["digit"], expected)), ">=", 3)
 
 
 def test_predict_bad_model_and_roi(models, image_dir, tmp_path):
@@ -158,6 +161,7 @@ def test_missing_bundled_model_is_one_line(monkeypatch, image_dir, tmp_path):
 # -- webcam -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.numeric
 def test_webcam_headless_over_a_video_file(models, video, camera_frames):
     r = runner.invoke(app, ["webcam", "--model", str(models["int8.tflite"]), "--source", str(video), "--headless", "--threads", "1"])
     assert r.exit_code == 0, r.output
@@ -166,7 +170,7 @@ def test_webcam_headless_over_a_video_file(models, video, camera_frames):
     assert all(set(row) == HEADLESS_KEYS for row in rows)
     assert all(row["latency_ms"] > 0 for row in rows) and rows[-1]["fps"] > 0
     correct = sum(row["digit"] == camera_frames[k][1] for k, row in enumerate(rows))
-    assert correct >= 26, f"{correct}/30 frames of the video read right"
+    check("webcam int8: video frames read right, of 30", correct, ">=", 26)
     assert "30 frames" in r.stderr and "end of" in r.stderr
 
 

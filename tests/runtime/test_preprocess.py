@@ -11,6 +11,7 @@ from edgekit.runtime import Classifier
 from edgekit.runtime.contract import to_model_input
 from edgekit.runtime.preprocess import find_digits, parse_roi, to_gray
 from edgekit.toolkit.synthetic import Look, camera_frame, digit_strip, empty_frame
+from measured import check
 
 
 def _iou(a, b) -> float:
@@ -25,6 +26,7 @@ def clf(models):
     return Classifier(models["int8.tflite"])
 
 
+@pytest.mark.numeric
 def test_frames_read_almost_as_well_as_the_28x28_digits(clf, digits, camera_frames):
     """The same 300 test digits: as MNIST 28x28 images, and photographed (ink on paper, anywhere, any size,
     rotated, under a lighting gradient, noisy, JPEG). Reading the photos may cost a few points, no more."""
@@ -34,12 +36,13 @@ def test_frames_read_almost_as_well_as_the_28x28_digits(clf, digits, camera_fram
     found = [p for p in preds if p.digit is not None]
     acc_frames = float(np.mean([p.digit == label for p, (_, label, _) in zip(preds, camera_frames)]))
     ious = [_iou(p.box, box) for p, (_, _, box) in zip(preds, camera_frames) if p.box is not None]
-    assert len(found) >= 0.98 * len(preds), f"no digit found in {len(preds) - len(found)} of {len(preds)} frames"
-    assert np.median(ious) > 0.85, f"the boxes miss the digits (median IoU {np.median(ious):.2f})"
-    assert acc_frames >= acc28 - 0.04, f"frames {acc_frames:.1%} vs 28x28 {acc28:.1%}"
-    assert acc_frames >= 0.88
+    check("frames: share of 300 frames with a digit found", len(found) / len(preds), ">=", 0.98)
+    check("frames: median IoU of the boxes", np.median(ious), ">", 0.85)
+    check("frames: accuracy on frames minus on 28x28 (int8)", acc_frames - acc28, ">=", -0.04)
+    check("frames: accuracy on 300 frames (int8)", acc_frames, ">=", 0.88)
 
 
+@pytest.mark.numeric
 def test_light_ink_on_dark_board(clf, digits):
     x, y = digits
     rng = np.random.default_rng(7)
@@ -48,7 +51,7 @@ def test_light_ink_on_dark_board(clf, digits):
     assert all(f.mean() < 110 for f in frames)  # really dark boards
     preds = clf.classify(frames)
     acc = np.mean([p.digit == label for p, label in zip(preds, y[:60])])
-    assert acc >= 0.85, f"light-on-dark accuracy {acc:.1%}"
+    check("frames: light-on-dark accuracy, 60 frames (int8)", acc, ">=", 0.85)
 
 
 @pytest.mark.parametrize("kind", ["paper", "dark", "noise"])
@@ -60,6 +63,7 @@ def test_no_digit_when_nothing_is_there(clf, kind):
     assert all(p.box is None and p.confidence == 0.0 for p in preds)
 
 
+@pytest.mark.numeric
 def test_multi_digit_left_to_right(clf, digits):
     x, y = digits
     rng = np.random.default_rng(11)
@@ -75,9 +79,11 @@ def test_multi_digit_left_to_right(clf, digits):
         exact += got == list(y[idx])
         correct += sum(g == t for g, t in zip(got, y[idx]))
         total += 4
-    assert correct / total >= 0.85 and exact >= 10
+    check("strips: digits read right, 20 strips of 4 (int8)", correct / total, ">=", 0.85)
+    check("strips: strips read exactly, of 20 (int8)", exact, ">=", 10)
 
 
+@pytest.mark.numeric
 def test_region_of_interest_picks_the_digit_inside(clf, digits):
     x, y = digits
     rng = np.random.default_rng(5)
@@ -85,8 +91,10 @@ def test_region_of_interest_picks_the_digit_inside(clf, digits):
     (x0, y0, w0, h0), (x1, y1, w1, h1) = boxes
     roi = (x1 - 10, max(0, y1 - 10), w1 + 20, h1 + 20)
     p = clf.classify(frame, roi=roi)
-    assert p.digit == y[1] and p.box[0] >= roi[0]
-    assert clf.classify(frame, roi=(x0 - 10, max(0, y0 - 10), w0 + 20, h0 + 20)).digit == y[0]
+    assert p.box[0] >= roi[0]
+    check("roi: the 2 inside the region read right (int8)", p.digit == y[1], "==", 1)
+    check("roi: the 7 inside the region read right (int8)",
+          clf.classify(frame, roi=(x0 - 10, max(0, y0 - 10), w0 + 20, h0 + 20)).digit == y[0], "==", 1)
     with pytest.raises(ValueError):
         find_digits(frame, roi=(5000, 5000, 50, 50))
     assert parse_roi("1,2,30,40") == (1, 2, 30, 40)

@@ -1,0 +1,55 @@
+"""One line that says what machine and which packages a CI run had, so a failure elsewhere can be read.
+
+The CPU flags are the ones that change TensorFlow's arithmetic (oneDNN picks its kernels by them): AVX-512,
+AVX-512 BF16 and AMX. Versions come from the installed distributions' metadata: nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+PACKAGES = (("tensorflow-cpu", "tensorflow"), ("keras",), ("ai-edge-litert",), ("onnxruntime",),
+            ("opencv-python", "opencv-python-headless"), ("numpy",))
+
+
+def cpu() -> tuple[str, set[str]]:
+    """The CPU's name with its family/model/stepping (two machines of one name may differ there), and flags."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first processor is enough
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    ids = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
+    if ids:
+        model += f" ({', '.join(ids)})"
+    return model, set((fields.get("flags") or fields.get("Features") or "").split())
+
+
+def version(names: tuple[str, ...]) -> str:
+    for name in names:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return f"{names[0]} missing"
+
+
+def main() -> None:
+    model, flags = cpu()
+    have = " ".join(f"{f}{'+' if f in flags else '-'}" for f in FLAGS)
+    packages = ", ".join(version(names) for names in PACKAGES)
+    print(f"ci: {model} | {have} | {os.cpu_count()} cores | {platform.system()} {platform.machine()} | "
+          f"Python {platform.python_version()} | {packages}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""How much room every numeric assertion of the test suite has, over training seeds and thread counts.
+
+    EDGEKIT_TEST_DATA=../shared/data/mnist.npz python scripts/margins.py [--seeds 0-4] [--threads 1,2] [--jobs 1]
+                                                                        [--out FILE] [-- PYTEST ARGS]
+
+Runs ``pytest -m numeric`` (the tests whose figures depend on the trained model or the arithmetic: the small
+model's tests and the end-to-end run) once per (seed, threads), with ``EDGEKIT_TEST_SEED`` (the small model's
+and the end-to-end training's seed) and ``EDGEKIT_TEST_THREADS`` (``OMP_NUM_THREADS`` and TensorFlow's intra- and
+inter-op threads, in the tests' process and every process they start) set, and ``EDGEKIT_MARGINS_LOG`` naming a
+file where every ``check()`` of tests/measured.py writes what it measured. Then prints, per assertion, the
+threshold, the worst value seen, where, and the margin (the worst value's distance to the threshold, in the safe
+direction: negative means it failed in some run), and writes it all as JSON (default
+benchmarks/results/margins.json). ``--markdown`` prints the table as docs/testing.md shows it.
+
+A full sweep is 10 runs of a few minutes each (the end-to-end training of 12,000 images is most of it); the small
+model is cached per (seed, threads) in pytest's cache, so a second sweep skips its training. ``--jobs 2`` runs two
+at once (each at its own thread count: on a 2-core machine only the 1-thread runs fit two at once honestly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "margins.json"
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        seeds.extend(range(int(first), int(last or first) + 1))
+    return seeds
+
+
+def run_one(seed: int, threads: int, work: Path, marker: str, pytest_args: list[str]) -> dict:
+    """One ``pytest -m numeric`` run; returns its exit code, wall time, and the lines its checks logged."""
+    log = work / f"seed{seed}-threads{threads}.jsonl"
+    log.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "EDGEKIT_TEST_SEED": str(seed),
+        "EDGEKIT_TEST_THREADS": str(threads),
+        "EDGEKIT_MARGINS_LOG": str(log),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.pop("CI", None)  # a skipped test shows up as missing rows, not as a failure of the sweep
+    command = [sys.executable, "-m", "pytest", "-m", marker, "-q", "-p", "no:randomly",
+               "--basetemp", str(work / f"tmp-seed{seed}-threads{threads}"), *pytest_args]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    (work / f"seed{seed}-threads{threads}.out").write_text(done.stdout + done.stderr)
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    print(f"seed {seed}, {threads} thread(s): pytest exit {done.returncode} in {seconds:.0f} s: {summary}", flush=True)
+    return {"seed": seed, "threads": threads, "exit_code": done.returncode, "seconds": round(seconds, 1),
+            "summary": summary, "checks": rows}
+
+
+def margin(op: str, value: float, threshold: float) -> float:
+    """How far ``value`` sits on the safe side of ``threshold`` (negative: the check fails)."""
+    if op in (">", ">="):
+        return value - threshold
+    if op in ("<", "<="):
+        return threshold - value
+    return 0.0 if value == threshold else -abs(value - threshold)
+
+
+def holds(op: str, value: float, threshold: float) -> bool:
+    return {">": value > threshold, ">=": value >= threshold, "<": value < threshold, "<=": value <= threshold,
+            "==": value == threshold}[op]
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    """One row per assertion name: threshold, worst value (and where), margin, how many runs measured it."""
+    by_name: dict[str, list[dict]] = {}
+    for run in runs:
+        for row in run["checks"]:
+            by_name.setdefault(row["name"], []).append(row)
+    table = []
+    for name, rows in by_name.items():
+        worst = min(rows, key=lambda r: margin(r["op"], r["value"], r["threshold"]))
+        values = [r["value"] for r in rows]
+        table.append({
+            "name": name,
+            "test": worst["test"],
+            "op": worst["op"],
+            "threshold": worst["threshold"],
+            "worst": worst["value"],
+            "worst_at": {"seed": worst["seed"], "threads": worst["threads"]},
+            "best": max(values) if worst["op"] in (">", ">=") else min(values),
+            "margin": margin(worst["op"], worst["value"], worst["threshold"]),
+            "holds_everywhere": all(holds(r["op"], r["value"], r["threshold"]) for r in rows),
+            "measurements": len(rows),
+        })
+    return sorted(table, key=lambda r: (r["test"] or "", r["name"]))
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def print_table(table: list[dict], runs: int, markdown: bool) -> None:
+    head = ("assertion", "rule", "worst seen", "at seed/threads", "margin", "n")
+    lines = []
+    for r in table:
+        rule = f"{r['op']} {fmt(r['threshold'])}"
+        where = f"{r['worst_at']['seed']}/{r['worst_at']['threads']}"
+        mark = "exact" if r["op"] == "==" and r["holds_everywhere"] else fmt(r["margin"])
+        if not r["holds_everywhere"]:
+            mark += " FAILS"
+        lines.append((r["name"], rule, fmt(r["worst"]), where, mark, f"{r['measurements']}/{runs}"))
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    for line in (head, *lines):
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", default="0-4", help="training seeds, e.g. 0-4 or 0,3 (default 0-4)")
+    parser.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    parser.add_argument("--marker", default="numeric", help='the tests to run (default "numeric")')
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the JSON (default {DEFAULT_OUT.relative_to(REPO)})")
+    parser.add_argument("--work", type=Path, default=None, help="where the runs' logs go (default: a temp folder)")
+    parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    args = parser.parse_args(argv)
+    if not os.environ.get("EDGEKIT_TEST_DATA") and not (REPO.parent / "shared" / "data" / "mnist.npz").is_file():
+        parser.error("set EDGEKIT_TEST_DATA to a Keras-layout mnist.npz")
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="edgekit-margins-"))
+    work.mkdir(parents=True, exist_ok=True)
+    configs = [(s, int(t)) for s in parse_seeds(args.seeds) for t in args.threads.split(",")]
+    print(f"{len(configs)} runs of pytest -m {args.marker!r} {' '.join(extra)}; logs in {work}", flush=True)
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        runs = list(pool.map(lambda c: run_one(c[0], c[1], work, args.marker, extra), configs))
+    table = aggregate(runs)
+    print()
+    print_table(table, len(runs), args.markdown)
+
+    result = {
+        "command": "python scripts/margins.py " + " ".join(sys.argv[1:]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "seconds": round(time.perf_counter() - start, 1),
+        "runs": [{k: v for k, v in r.items() if k != "checks"} for r in runs],
+        "assertions": table,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    failed_runs = [r for r in runs if r["exit_code"] != 0]
+    short = [r["name"] for r in table if not r["holds_everywhere"]]
+    print(f"\n{len(table)} assertions over {len(runs)} runs; {len(short)} fail somewhere; "
+          f"{len(failed_runs)} run(s) exited non-zero; wrote {args.out}")
+    return 1 if short or failed_runs else 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
