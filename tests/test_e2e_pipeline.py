@@ -1,11 +1,14 @@
 """The main job end to end on real MNIST, through the three real commands as a user types them:
 ``edgekit train`` (12,000 training images, one epoch, >= 97 % on the 10,000 test images) ->
-``edgekit export --format all`` -> ``edgekit validate --limit 2000``, which must pass and write its JSON and HTML
-report. CI's one real training run: the train command's own end-to-end checks are here too.
+``edgekit export --format all`` -> ``edgekit validate`` on the 10,000 test images with the README's default
+thresholds, which must pass and write its JSON and HTML report. CI's one real training run: the train command's
+own end-to-end checks are here too. (The README trains on all 55,000 images; 12,000 keep CI to minutes. Every
+threshold here and its measured margin over seeds and thread counts: docs/testing.md.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -16,12 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from edgekit.export.fold import TOLERANCE as FOLD_TOLERANCE
+from edgekit.export.validate import Thresholds
+from edgekit.runtime.metadata import read_metadata
 from measured import check, record_parity_report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.numeric]
 SEED = int(os.environ.get("EDGEKIT_TEST_SEED", "0"))  # scripts/margins.py sweeps it
 
-def edgekit(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+
+def edgekit(*args, timeout: float = 3600) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
     exe = shutil.which("edgekit", path=str(Path(sys.executable).parent)) or shutil.which("edgekit")
     assert exe, "the edgekit console script is not installed; pip install -e '.[dev]'"
@@ -53,23 +60,28 @@ def test_train_export_validate(mnist_path, tmp_path):
     files = {a["file"] for a in manifest["artifacts"]}
     assert {"model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite", "model_int8.tflite",
             "model_float32.onnx", "model_int8.onnx"} <= files
+    for name in ("model_dynamic.tflite", "model_int8.tflite", "model_int8.onnx"):  # BatchNorm folded, proven exact
+        fold = read_metadata(run / "export" / name)["rewrites"]["bn_fold"]
+        check(f"e2e export {name}: BN fold's max |Δp| to the trained model", fold["max_abs_diff"], "<=", FOLD_TOLERANCE)
 
-    # One epoch on 12,000 images is not a finished model: its int8 and dynamic-range exports lose ~0.5 point
-    # (measured: 96.70 % -> 96.20 % on these 2,000 images), where the default 0.3 is for trained models (the
-    # README's full-MNIST table). The float checks keep their defaults.
+    # The README's validate command, with its default thresholds, on all 10,000 test images (--latency-runs only
+    # shortens the speed columns). The margins the small CI model leaves under them: docs/testing.md.
     report_json, report_html = tmp_path / "parity.json", tmp_path / "parity.html"
-    validate = edgekit("validate", run / "export", "--data", mnist_path, "--limit", 2000, "--latency-runs", 50,
-                       "--max-drop", 1.0, "--json", report_json, "--html", report_html)
+    validate = edgekit("validate", run / "export", "--data", mnist_path, "--latency-runs", 50,
+                       "--json", report_json, "--html", report_html)
+    assert report_json.is_file(), validate.stdout + validate.stderr[-2000:]
+    data = json.loads(report_json.read_text())
+    record_parity_report("e2e validate 10,000 images:", data)  # before the verdict: margins.py sees failures too
+    check("e2e validate: |Keras accuracy - train's| (points)", abs(data["reference"]["accuracy"] -
+          100 * metrics["test"]["accuracy"]), "<=", 0.05, "the same model on the same images")
+    assert data["thresholds"] == dataclasses.asdict(Thresholds())  # the defaults: nothing loosened
     assert validate.returncode == 0, validate.stdout + validate.stderr[-2000:]
     for name in files:  # the table has a passing row per artifact
         row = next(line for line in validate.stdout.splitlines() if line.startswith(name + " "))
         assert row.endswith("✓"), row
-    data = json.loads(report_json.read_text())
-    record_parity_report("e2e validate:", data)
-    assert data["passed"] and data["images"] == 2000 and len(data["artifacts"]) == len(files)
-    check("e2e validate: Keras accuracy %, first 2,000 test images", data["reference"]["accuracy"], ">=", 95.0)
+    assert data["passed"] and data["images"] == 10000 and len(data["artifacts"]) == len(files)
     int8 = next(a for a in data["artifacts"] if a["name"] == "model_int8.tflite")
-    assert int8["size_mb"] <= 1.10 and -int8["delta_accuracy"] <= data["thresholds"]["quantized_max_drop"]
+    assert int8["size_mb"] <= 1.10
     html = report_html.read_text(encoding="utf-8")
     assert "Training run" in html and "The training data" in html  # the run folder was found beside model.keras
     assert html.count('<img src="data:image/png;base64,') >= 1 + len(files) + 3

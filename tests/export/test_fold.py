@@ -14,6 +14,7 @@ from edgekit.runtime.contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAME, to_mo
 from edgekit.runtime.errors import ExportError
 from edgekit.runtime.metadata import read_metadata
 from edgekit.toolkit.data import sha256_file
+from measured import check
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +58,18 @@ def _bn_count(model) -> int:
     return sum(isinstance(l, L.BatchNormalization) for l in model.layers)
 
 
+@pytest.mark.numeric
 def test_fold_is_exact_on_a_really_trained_model(small_model, test_x):
     folded, report = fold_batchnorm(small_model)
     assert report.folded and len(report.folded) == _bn_count(small_model) == 6 and not report.refused
     assert _bn_count(folded) == 0  # every BN became a per-channel shift (or went into the last Dense)
     assert folded.layers[-1].name == OUTPUT_NAME and folded.input_shape[1:] == INPUT_SHAPE
     diff = prove(small_model, folded, test_x, report)
-    assert diff <= TOLERANCE and report.max_abs_diff == diff and report.check_images == len(test_x)
+    check("fold: max |Δp| folded vs trained Keras model, 500 images", diff, "<=", TOLERANCE)
+    assert report.max_abs_diff == diff and report.check_images == len(test_x)
     p0, p1 = small_model.predict_on_batch(test_x), folded.predict_on_batch(test_x)
-    assert (np.argmax(p0, 1) == np.argmax(p1, 1)).all()
+    check("fold: top-1 agreement folded vs trained Keras model, 500 images", np.mean(np.argmax(p0, 1) == np.argmax(p1, 1)),
+          "==", 1.0)
 
 
 def test_negative_and_zero_multipliers_stay_exact_and_are_reported():

@@ -17,7 +17,6 @@ from edgekit.toolkit.train import (
     augment_batch,
     train,
 )
-from measured import check
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STEPS = 20  # per epoch: 800 images, batch 40
@@ -64,7 +63,6 @@ def weights_of(path) -> list[np.ndarray]:
     return keras.saving.load_model(path, safe_mode=True).get_weights()
 
 
-@pytest.mark.numeric
 def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, op_determinism):
     import keras
 
@@ -98,7 +96,7 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, 
     assert untimed(history) == untimed(json.loads((tmp_path / "whole" / "history.json").read_text()))
     assert result.test_accuracy == whole.test_accuracy
     assert len(history["loss"]) == 2 and history["loss"][0] == state["history"]["loss"][0]
-    check("resume: epoch 2's loss minus epoch 1's", history["loss"][1] - history["loss"][0], "<", 0)  # it trained
+    assert history["loss"][1] < history["loss"][0]  # it trained (how much, 40 steps cannot say)
     # The one-cycle schedule continued from the restored step count: it ends at 0, not mid-way.
     assert history["learning_rate_end"][0] > 1e-4 and history["learning_rate_end"][1] == pytest.approx(0.0, abs=1e-9)
     checkpoint = keras.saving.load_model(out / "checkpoint.keras", safe_mode=True)
@@ -129,8 +127,7 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, 
     assert getattr(model, "optimizer", None) is None
     predicted = model.predict(to_model_input(small_arrays["x_test"]), batch_size=500, verbose=0).argmax(axis=1)
     # (a model this young has near-ties; allow one flip from a different float summation order)
-    check("resume: |metrics.json's test accuracy - the saved model's|",
-          abs(metrics["test"]["accuracy"] - float(np.mean(predicted == small_arrays["y_test"]))), "<=", 1 / 300 + 1e-9)
+    assert abs(metrics["test"]["accuracy"] - float(np.mean(predicted == small_arrays["y_test"]))) <= 1 / 300 + 1e-9
 
     with pytest.raises(OptionsError, match="nothing to resume"):
         train(TrainOptions(data=str(small_npz), out=out, resume=True))
