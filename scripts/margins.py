@@ -10,7 +10,8 @@ inter-op threads, in the tests' process and every process they start) set, and `
 file where every ``check()`` of tests/measured.py writes what it measured. Then prints, per assertion, the
 threshold, the worst value seen, where, and the margin (the worst value's distance to the threshold, in the safe
 direction: negative means it failed in some run), and writes it all as JSON (default
-benchmarks/results/margins.json). ``--markdown`` prints the table as docs/testing.md shows it.
+benchmarks/results/margins.json). ``--markdown`` prints the table as docs/testing.md shows it; ``--show JSON``
+prints a saved sweep's table without running anything.
 
 A full sweep is 10 runs of a few minutes each (the end-to-end training of 12,000 images is most of it); the small
 model is cached per (seed, threads) in pytest's cache, so a second sweep skips its training. ``--jobs 2`` runs two
@@ -63,8 +64,28 @@ def run_one(seed: int, threads: int, work: Path, marker: str, pytest_args: list[
     (work / f"seed{seed}-threads{threads}.out").write_text(done.stdout + done.stderr)
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     print(f"seed {seed}, {threads} thread(s): pytest exit {done.returncode} in {seconds:.0f} s: {summary}", flush=True)
-    return {"seed": seed, "threads": threads, "exit_code": done.returncode, "seconds": round(seconds, 1),
-            "summary": summary, "checks": rows}
+    run = {"seed": seed, "threads": threads, "exit_code": done.returncode, "seconds": round(seconds, 1), "summary": summary}
+    (work / f"seed{seed}-threads{threads}.json").write_text(json.dumps(run) + "\n")
+    return {**run, "checks": rows}
+
+
+def collect(work: Path) -> list[dict]:
+    """The runs a sweep left in ``work`` (its logs), for aggregating runs made by more than one sweep."""
+    runs = []
+    for log in sorted(work.glob("seed*-threads*.jsonl")):
+        stem = log.name.removesuffix(".jsonl")
+        seed, threads = (int(x) for x in stem.removeprefix("seed").split("-threads"))
+        saved = work / f"{stem}.json"
+        if saved.is_file():
+            run = json.loads(saved.read_text())
+        else:  # a run of an older margins.py: its summary line only
+            out = (work / f"{stem}.out").read_text() if (work / f"{stem}.out").is_file() else ""
+            lines = [line for line in out.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
+            summary = lines[-1].strip("= ") if lines else "(unfinished)"
+            run = {"seed": seed, "threads": threads, "seconds": None, "summary": summary,
+                   "exit_code": 0 if lines and "failed" not in summary and "error" not in summary else 1}
+        runs.append({**run, "checks": [json.loads(line) for line in log.read_text().splitlines()]})
+    return runs
 
 
 def margin(op: str, value: float, threshold: float) -> float:
@@ -143,17 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the JSON (default {DEFAULT_OUT.relative_to(REPO)})")
     parser.add_argument("--work", type=Path, default=None, help="where the runs' logs go (default: a temp folder)")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    parser.add_argument("--collect", type=Path, nargs="+", default=None, metavar="WORK",
+                        help="aggregate the runs left in these --work folders; run nothing")
+    parser.add_argument("--show", type=Path, default=None, metavar="JSON", help="print the table of a sweep's JSON; run nothing")
     args = parser.parse_args(argv)
+    if args.show:
+        saved = json.loads(args.show.read_text())
+        print_table(saved["assertions"], len(saved["runs"]), args.markdown)
+        return 0
     if not os.environ.get("EDGEKIT_TEST_DATA") and not (REPO.parent / "shared" / "data" / "mnist.npz").is_file():
         parser.error("set EDGEKIT_TEST_DATA to a Keras-layout mnist.npz")
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="edgekit-margins-"))
-    work.mkdir(parents=True, exist_ok=True)
-    configs = [(s, int(t)) for s in parse_seeds(args.seeds) for t in args.threads.split(",")]
-    print(f"{len(configs)} runs of pytest -m {args.marker!r} {' '.join(extra)}; logs in {work}", flush=True)
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        runs = list(pool.map(lambda c: run_one(c[0], c[1], work, args.marker, extra), configs))
+    if args.collect:
+        runs = [run for work in args.collect for run in collect(work)]
+    else:
+        work = args.work or Path(tempfile.mkdtemp(prefix="edgekit-margins-"))
+        work.mkdir(parents=True, exist_ok=True)
+        configs = [(s, int(t)) for s in parse_seeds(args.seeds) for t in args.threads.split(",")]
+        print(f"{len(configs)} runs of pytest -m {args.marker!r} {' '.join(extra)}; logs in {work}", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            runs = list(pool.map(lambda c: run_one(c[0], c[1], work, args.marker, extra), configs))
     table = aggregate(runs)
     print()
     print_table(table, len(runs), args.markdown)

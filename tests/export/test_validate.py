@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from edgekit.export.validate import Thresholds, check, parity_metrics, validate
 from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, OptionsError
 from edgekit.toolkit.cli import app
-from measured import check, record_parity_report
+import measured
 
 LIMIT = 1000  # test images for the shared report; one image is 0.1 point
 # The session's small model has seen 94 training steps: far from converged, its int8 export loses ~0.7 point
@@ -136,8 +136,8 @@ def test_good_exports_pass_on_a_subset(report, export_dir, tmp_path):
     assert [a.name for a in report.artifacts] == [a["file"] for a in manifest["artifacts"]]
     assert {a.quantization for a in report.artifacts} == {"none", "float16", "int8"}
     assert len(report.labels) == LIMIT and report.images.shape == (LIMIT, 28, 28)
-    check("validate: Keras accuracy %, 1,000 images", report.reference.accuracy, ">", 90)
-    record_parity_report("validate 1,000 images:", json.loads(report.write_json(tmp_path / "r.json").read_text()))
+    measured.check("validate: Keras accuracy %, 1,000 images", report.reference.accuracy, ">", 90)
+    measured.record_parity_report("validate 1,000 images:", json.loads(report.write_json(tmp_path / "r.json").read_text()))
     assert report.passed, report.table()
     for a in report.artifacts:
         assert a.bytes == (export_dir / a.name).stat().st_size
@@ -146,8 +146,8 @@ def test_good_exports_pass_on_a_subset(report, export_dir, tmp_path):
             assert a.agreement == 100.0 and a.max_abs_diff <= 1e-4, a
         else:
             assert a.max_abs_diff > 0, a  # quantized: different numbers, same skill
-            check(f"validate {a.name}: max |Δp|, 1,000 images", a.max_abs_diff, "<", 0.5)
-            check(f"validate {a.name}: accuracy %, 1,000 images", a.accuracy, ">", 90)
+            measured.check(f"validate {a.name}: max |Δp|, 1,000 images", a.max_abs_diff, "<", 0.5)
+            measured.check(f"validate {a.name}: accuracy %, 1,000 images", a.accuracy, ">", 90)
     assert report.table().count("✓") == len(report.artifacts)
 
 
@@ -190,7 +190,7 @@ def test_html_report_is_self_contained_with_its_images(damaged_dir, tmp_path, mn
     html = write_html(in_run, tmp_path / "report.html", mnist=mnist).read_text(encoding="utf-8")
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     thumbs = sum(min(MAX_THUMBNAILS, int(np.sum(a.predictions != report.reference.predictions))) for a in report.artifacts)
-    check("validate, damaged folder: images an export reads unlike Keras, of 300 (thumbnails)", thumbs, ">", 0)
+    measured.check("validate, damaged folder: images an export reads unlike Keras, of 300 (thumbnails)", thumbs, ">", 0)
     # a confusion matrix per model, a thumbnail per disagreement, then the curves, the sample grid, the counts
     assert len(images) == 1 + len(report.artifacts) + thumbs + 3
     assert html.count('class="thumb"') == thumbs
@@ -215,7 +215,7 @@ def test_damaged_artifact_fails_parity_with_the_check_failed_code(damaged_dir, t
     assert lines[-1].startswith("edgekit: error: parity failed for 2 of 4") and "model_float32.tflite" in lines[-1]
     assert "Traceback" not in err
     data = json.loads((tmp_path / "p.json").read_text())
-    record_parity_report("validate CLI 300 images, damaged folder:",
+    measured.record_parity_report("validate CLI 300 images, damaged folder:",
                          {**data, "artifacts": [a for a in data["artifacts"] if a["name"] in ("model_int8.tflite", "model_float32.onnx")]})
     assert data["passed"] is False and data["failures"] == 2
     status = {a["name"]: a["status"] for a in data["artifacts"]}
@@ -231,7 +231,7 @@ def test_cli_passes_and_writes_json_and_html(export_dir, small_model_path, mnist
     assert table_row(out, "keras") and out.strip().splitlines()[-1].startswith("parity holds: 4 of 4")
     assert "[1/5] keras: 300/300 images" in err and "[5/5] " in err  # progress across the models
     data = json.loads((tmp_path / "v.json").read_text())
-    record_parity_report("validate CLI 300 images:", data)
+    measured.record_parity_report("validate CLI 300 images:", data)
     assert data["images"] == 300
     assert (tmp_path / "v.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
