@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from edgekit.export.calibration import representative_images
 from edgekit.export.layer_error import COLUMNS, format_layers, layer_name, measure_layers
 from edgekit.toolkit.cli import app
+from measured import check
 
 KERAS_LAYERS = ["conv2d", "conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense", "probabilities"]
 
@@ -53,6 +54,7 @@ def _damage(src: Path, dst: Path, layer: str) -> None:
     flatbuffer_utils.write_model(model, str(dst))
 
 
+@pytest.mark.numeric
 def test_the_table_has_one_row_per_int8_layer_in_order(int8_dir, reference, images):
     report = measure_layers(int8_dir / "model_int8.tflite", reference, images)
     assert report.rewrites == ["bn_fold"] and report.images == len(images)
@@ -61,7 +63,10 @@ def test_the_table_has_one_row_per_int8_layer_in_order(int8_dir, reference, imag
     assert sum(name.endswith("_shift") for name in layers) == 5  # the five per-channel shifts the fold left
     for r in report.rows:
         assert r.scale > 0 and r.range > 0 and np.isfinite(r.rmse)
-        assert 0 <= r.rel_rmse < 0.02  # a sound int8 export: each tensor within 2 % of its range
+        assert r.rel_rmse >= 0
+    # a sound int8 export: each tensor within 2 % of its range
+    check("layers int8: largest relative RMSE of a layer's output", max(r.rel_rmse for r in report.rows), "<", 0.02)
+    for r in report.rows:
         assert abs(r.steps - r.rmse / r.scale) < 1e-9
     text = format_layers(report)
     lines = text.splitlines()
