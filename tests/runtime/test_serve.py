@@ -91,9 +91,13 @@ def test_page_status_and_stream(live_server):
 
 
 def test_each_frame_comes_with_the_status_it_was_published_with(live_server, camera_frames):
-    seen, seqs = -1, []
-    for _ in range(12):
+    seen, seqs, waits = -1, [], 0
+    while len(seqs) < 12:
         status, headers, body = _get(live_server, f"/frame.jpg?after={seen}")
+        if status == 204:  # no new frame within FRAME_WAIT: the publisher thread starved on a loaded machine
+            waits += 1
+            assert waits <= 10, "no new frame in 10 waits of FRAME_WAIT seconds"
+            continue
         assert status == 200 and headers["Content-Type"] == "image/jpeg", (status, headers)
         s = json.loads(headers["X-Edgekit-Status"])
         frame, label, _ = camera_frames[s["frame"] % len(camera_frames)]
