@@ -183,6 +183,6 @@ def test_every_relative_link_resolves():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", ["training", "export", "validate", "quantization", "runtime", "raspberry-pi", "benchmarks", "bad-inputs"])
+@pytest.mark.parametrize("name", ["training", "export", "validate", "quantization", "runtime", "collect", "raspberry-pi", "benchmarks", "bad-inputs"])
 def test_readme_links_each_docs_page(name):
     assert f"(docs/{name}.md)" in README.read_text(encoding="utf-8")
