@@ -176,6 +176,7 @@ def _device_like_run(tmp: Path, models: Path | None):
     (tmp / "toolkit").mkdir()
     (tmp / "toolkit" / "model.py").write_text((REPO / "toolkit" / "model.py").read_text())  # the small model's cache key
     (tmp / "tests" / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (tmp / "tests" / "measured.py").write_text((REPO / "tests" / "measured.py").read_text())  # the conftest imports it
     (tmp / "tests" / "runtime" / "conftest.py").write_text((REPO / "tests" / "runtime" / "conftest.py").read_text())
     (tmp / "tests" / "runtime" / "test_device.py").write_text(
         "def test_models_from_the_host(models):\n"
