@@ -25,6 +25,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def collect(work: Path) -> list[dict]:
     runs = []
     for log in sorted(work.glob("seed*-threads*.jsonl")):
         stem = log.name.removesuffix(".jsonl")
-        seed, threads = (int(x) for x in stem.removeprefix("seed").split("-threads"))
+        seed, threads = (int(x) for x in re.match(r"seed(\d+)-threads(\d+)", stem).groups())
         saved = work / f"{stem}.json"
         if saved.is_file():
             run = json.loads(saved.read_text())
@@ -132,7 +133,7 @@ def fmt(x: float) -> str:
 
 
 def print_table(table: list[dict], runs: int, markdown: bool) -> None:
-    head = ("assertion", "rule", "worst seen", "at seed/threads", "margin", "n")
+    head = ("assertion", "rule", "worst seen", "at seed/threads", "margin", "runs")
     lines = []
     for r in table:
         rule = f"{r['op']} {fmt(r['threshold'])}"
@@ -140,7 +141,7 @@ def print_table(table: list[dict], runs: int, markdown: bool) -> None:
         mark = "exact" if r["op"] == "==" and r["holds_everywhere"] else fmt(r["margin"])
         if not r["holds_everywhere"]:
             mark += " FAILS"
-        lines.append((r["name"], rule, fmt(r["worst"]), where, mark, f"{r['measurements']}/{runs}"))
+        lines.append((r["name"], rule, fmt(r["worst"]), where, mark, str(r["measurements"])))
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
