@@ -62,7 +62,7 @@ def _float_input(x) -> np.ndarray:
 class Classifier:
     """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow).
 
-    ``Classifier()`` without a path runs the model bundled with edgekit (the full recipe's int8 TFLite)."""
+    ``Classifier()`` without a path runs the model bundled with edgekit (an int8 TFLite; its metadata names the recipe)."""
 
     def __init__(self, path: str | os.PathLike | None = None, threads: int | None = None):
         self.path = bundled_model_path() if path is None else Path(path)
