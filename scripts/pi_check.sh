@@ -9,7 +9,9 @@
 #   3. under `qemu-aarch64-static -cpu cortex-a72 -L ROOT`: edgekit.runtime imports without TensorFlow;
 #      `edgekit predict --json` on models exported on x86-64 gives the same digits and boxes as the same
 #      command run natively, confidences within 0.05 (OpenCV's preprocessing rounds differently on NEON);
-#      the models' probabilities agree within 1e-5 (float) / 0.0137 (int8, 3.5 output steps); the runtime's
+#      the models' probabilities agree within 1e-5 (float) / 0.0137 (int8, 3.5 output steps); out of the box,
+#      `edgekit predict FRAME` with no model reads camera-like frames with the model bundled in the wheel (says
+#      so in one line; same digits, boxes and int8 probabilities as x86-64, same file); the runtime's
 #      device-side tests pass on models handed over from x86-64 (none may skip, and some must run).
 #
 # Usage: scripts/pi_check.sh (--models DIR | --keras FILE) [options]
@@ -41,6 +43,7 @@ CACHE="${EDGEKIT_PI_CACHE:-/var/tmp/edgekit-pi}"
 DATA="${EDGEKIT_TEST_DATA:-$(dirname "$REPO")/shared/data/mnist.npz}"
 PY="${PYTHON:-python3}"
 MODELS="" KERAS="" JSON="" IMAGES=10 RUN_TESTS=1 SIZES=0
+BUNDLED_FRAMES=3  # camera-like frames for the bundled model, one digit each (emulated: ~15 s a start, <1 s a frame)
 # Which runtime tests run under emulation. Emulated, the arm64 code runs 200-1400x slower than natively: the whole of
 # tests/runtime (hundreds of generated camera frames and 500-image batches through float32 models) takes over half
 # an hour, so by default the tests that prove the device side run — TensorFlow never imported, a missing backend
@@ -272,6 +275,42 @@ if "$PY" "$HELPER" probabilities "$MODELS" "$MODEL_LIST" "$WORK/images" "$PROB_I
     stage_done ok "$detail"
 else
     stage_done FAIL "${detail:-$(tail -1 "$WORK/pi/probabilities.err" "$WORK/native/probabilities.err" 2>/dev/null | tr '\n' ' ')}"
+fi
+
+# ====================================================================================================
+# Out of the box: `edgekit predict FRAME` with no model argument, so the model bundled in the wheel reads it, on
+# camera-like frames made here (toolkit/synthetic.py: an MNIST test digit written on paper, light gradient, noise,
+# blur, JPEG) that the bundled model reads right on x86-64. The device must say it uses the bundled model (one
+# line), read the same digits and boxes, and, through Classifier() with no path, give the same probabilities on
+# the same input within the int8 tolerance, from the same file (sha256 as recorded). No frame, no note, another
+# digit: the stage fails.
+stage "bundled model, no model argument ($BUNDLED_FRAMES camera frames)"
+detail=""
+if "$PY" "$HELPER" frames "$DATA" "$BUNDLED_FRAMES" "$WORK/frames" "$WORK/frames-input.npy" > "$WORK/frames.txt" \
+        2> "$WORK/frames.err"; then
+    t0=$EPOCHREALTIME
+    "$PY" -c "from edgekit.toolkit.cli import main; main()" predict --json "$WORK/frames" \
+        > "$WORK/native/bundled.jsonl" 2> "$WORK/native/bundled.err" || true
+    "$PY" "$HELPER" bundled "$WORK/frames" "$WORK/frames-input.npy" > "$WORK/native/bundled.json" \
+        2> "$WORK/native/bundled-probs.err" || true
+    t1=$EPOCHREALTIME
+    (cd "$WORK" && PYTHONPATH="$SITE" timeout 600 "$PIPY" -c "from edgekit.toolkit.cli import main; main()" \
+        predict --json "$WORK/frames" > "$WORK/pi/bundled.jsonl" 2> "$WORK/pi/bundled.err") || true
+    (cd "$WORK" && PYTHONPATH="$SITE" timeout 600 "$PIPY" "$HELPER" bundled "$WORK/frames" "$WORK/frames-input.npy" \
+        > "$WORK/pi/bundled.json" 2> "$WORK/pi/bundled-probs.err") || true
+    t2=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "%.2f\t%.2f\n", b - a, c - b }' > "$WORK/pi/bundled.times"
+    if detail="$("$PY" "$HELPER" compare-bundled --frames "$WORK/frames.txt" --native "$WORK/native/bundled.jsonl" \
+            --pi "$WORK/pi/bundled.jsonl" --native-err "$WORK/native/bundled.err" --pi-err "$WORK/pi/bundled.err" \
+            --native-probs "$WORK/native/bundled.json" --pi-probs "$WORK/pi/bundled.json" --times "$WORK/pi/bundled.times" \
+            --device-site "$SITE" --out "$WORK/compare-bundled.json")"; then
+        stage_done ok "$detail"
+    else
+        tail -2 "$WORK/pi/bundled-probs.err" "$WORK/native/bundled-probs.err" >&2 2>/dev/null || true
+        stage_done FAIL "$detail"
+    fi
+else
+    stage_done FAIL "no camera frames: $(tail -1 "$WORK/frames.err")"
 fi
 
 # ====================================================================================================

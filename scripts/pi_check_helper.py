@@ -6,6 +6,11 @@
   compare MODEL NATIVE PI IMAGES ...  native vs emulated `edgekit predict --json`: digits equal, confidences close
   probabilities FOLDER MODELS IMAGES N  (runs on both sides) Classifier.probabilities at full precision, as JSON
   compare-probabilities NATIVE PI OUT  max |Δp| per model against the tolerances below
+  frames MNIST N OUT INPUTS           camera-like JPEG frames of MNIST test digits that the bundled model reads
+                                      right on this host (x86-64), and their preprocessed model inputs (.npy)
+  bundled FRAMES INPUTS               (runs on both sides) Classifier() — no path: the bundled model — on the frames
+  compare-bundled ...                 `edgekit predict FRAMES` without a model on both sides: the note, the digits,
+                                      the probabilities (same input: int8 tolerance), the same model file
   test-verdict JUNIT RC OUT           the emulated test stage: fails unless tests ran and all passed (none skipped)
   sizes ...                           device install vs workstation install, as JSON
   report ...                          the summary table and the JSON results file (written atomically)
@@ -289,6 +294,193 @@ def compare_probabilities(args) -> None:
           + f"{n_px} of {total_px} pixels differ, by at most {max_px * 255:.0f}/255")
 
 
+# --- the bundled model on camera-like frames ------------------------------------------------------------------
+# `edgekit predict FRAME` with no model argument, on the device as installed from the wheel: the model bundled in
+# the wheel reads a photographed digit as on x86-64. Frames come from toolkit/synthetic.py (an MNIST test digit
+# written on paper, lighting gradient, noise, blur, JPEG), seeded; kept are the first ones, one per digit, that the
+# bundled model reads right on x86-64 with a lead of BUNDLED_MARGIN over the runner-up, so that the comparison is
+# of a reading, not of a coin toss between two digits.
+BUNDLED_NOTE = "using the bundled one"
+BUNDLED_PATH_TAIL = "runtime/bundled/model_int8.tflite"
+BUNDLED_MARGIN = 0.5
+BUNDLED_SEED = 0
+BUNDLED_CANDIDATES = 200
+
+
+def frames(args) -> None:
+    import cv2
+    import numpy as np
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.preprocess import frame_to_input
+    from edgekit.toolkit.synthetic import mnist_frames
+
+    with np.load(args.mnist, allow_pickle=False) as d:
+        x, y = d["x_test"][:BUNDLED_CANDIDATES], d["y_test"][:BUNDLED_CANDIDATES]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clf = Classifier()  # the bundled model, as this host's edgekit has it
+    kept, inputs, seen = [], [], set()
+    for i, (frame, label, _) in enumerate(mnist_frames(x, y, seed=BUNDLED_SEED)):
+        if label in seen:
+            continue
+        name = f"camera_{i:04d}_label{label}.jpg"
+        if not cv2.imwrite(str(out / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+            raise SystemExit(f"could not write {out / name}")
+        photo = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)  # what `edgekit predict` will read
+        got = frame_to_input(photo)
+        p = None if got is None else clf.probabilities(got[0])[0]
+        if p is None or int(np.argmax(p)) != label or np.diff(np.sort(p)[-2:])[0] < BUNDLED_MARGIN:
+            (out / name).unlink()
+            continue
+        kept.append(f"{name}\t{label}")
+        inputs.append(got[0][0])
+        seen.add(label)
+        if len(kept) == args.n:
+            break
+    if not kept:
+        raise SystemExit(f"the bundled model read none of {BUNDLED_CANDIDATES} camera frames right on this host")
+    np.save(args.inputs, np.stack(inputs).astype(np.float32))
+    print("\n".join(kept))
+
+
+def bundled(args) -> None:
+    """Classifier() (the bundled model) on each frame: its own preprocessing and, on the host's model inputs, the
+    model alone. Also which file it loaded (path, sha256, the sha256 recorded beside it, metadata)."""
+    import hashlib
+
+    import numpy as np
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.bundled_model import recorded_sha256
+    from edgekit.runtime.images import read_image
+    from edgekit.runtime.metadata import read_metadata
+    from edgekit.runtime.preprocess import frame_to_input
+
+    clf = Classifier()
+    meta = read_metadata(clf.path) or {}
+    files = sorted(Path(args.frames).glob("*.jpg"))
+    host_inputs = np.load(args.inputs)
+    out = {}
+    for f, xh in zip(files, host_inputs):
+        got = frame_to_input(read_image(f)[0])
+        row = {"p_host_input": clf.probabilities(xh[None])[0].astype(np.float64).tolist(), "box": None}
+        if got is not None:
+            row.update(box=[int(v) for v in got[1]], x=np.asarray(got[0], np.float64).ravel().tolist(),
+                       p_own=clf.probabilities(got[0])[0].astype(np.float64).tolist())
+        out[f.name] = row
+    json.dump({"model": {"path": str(clf.path), "sha256": hashlib.sha256(Path(clf.path).read_bytes()).hexdigest(),
+                         "recorded_sha256": recorded_sha256(), "quantization": meta.get("quantization"),
+                         "recipe": (meta.get("training") or {}).get("recipe")},
+               "frames": out}, sys.stdout)
+
+
+def _note(err_path: Path) -> str | None:
+    lines = [ln for ln in Path(err_path).read_text().splitlines() if BUNDLED_NOTE in ln]
+    return lines[0] if len(lines) == 1 else None
+
+
+def _argmax(p: list[float]) -> int:
+    return max(range(len(p)), key=p.__getitem__)
+
+
+def compare_bundled(args) -> None:
+    labels = dict(line.split("\t") for line in Path(args.frames).read_text().splitlines() if line.strip())
+    problems = []
+    if not labels:
+        problems.append("no camera frame to predict: the stage ran nothing")
+    sides = {}
+    for side, jsonl, err, probs in (("x86-64", args.native, args.native_err, args.native_probs),
+                                    ("aarch64", args.pi, args.pi_err, args.pi_probs)):
+        rows = _read_jsonl(Path(jsonl)) if Path(jsonl).is_file() else {}
+        note = _note(Path(err)) if Path(err).is_file() else None
+        try:
+            p = json.loads(Path(probs).read_text())
+        except (OSError, ValueError):
+            p = None
+        sides[side] = {"rows": rows, "note": note, "probs": p}
+        if len(rows) != len(labels):
+            last = ((Path(err).read_text() if Path(err).is_file() else "").strip().splitlines() or ["no output"])[-1]
+            problems.append(f"{side}: `edgekit predict` read {len(rows)} of {len(labels)} frames ({last})")
+        if note is None:
+            problems.append(f"{side}: no one-line '{BUNDLED_NOTE}' note on stderr: was the bundled model used?")
+        elif BUNDLED_PATH_TAIL not in note:
+            problems.append(f"{side}: the note names another model: {note}")
+        if p is None:
+            problems.append(f"{side}: no probabilities from Classifier()")
+        elif len(p["frames"]) != len(labels):
+            problems.append(f"{side}: Classifier() read {len(p['frames'])} of {len(labels)} frames")
+    a, b = sides["x86-64"], sides["aarch64"]
+    model = {}
+    if a["probs"] and b["probs"]:
+        ma, mb = a["probs"]["model"], b["probs"]["model"]
+        model = {"x86_64": ma, "aarch64": mb}
+        if args.device_site and not mb["path"].startswith(str(Path(args.device_site).resolve()) + os.sep):
+            problems.append(f"aarch64: Classifier() loaded {mb['path']}, not the bundled model of the device install")
+        if not (ma["sha256"] == mb["sha256"] == ma["recorded_sha256"] == mb["recorded_sha256"]):
+            problems.append(f"not the same bundled model: sha256 {ma['sha256'][:12]} (recorded {str(ma['recorded_sha256'])[:12]}) "
+                            f"on x86-64, {mb['sha256'][:12]} (recorded {str(mb['recorded_sha256'])[:12]}) on aarch64")
+    tol = TOLERANCE.get((model.get("aarch64") or {}).get("quantization") or "int8", INT8_TOLERANCE)
+    rows_out, max_conf, max_p, max_p_own, max_px = [], 0.0, 0.0, 0.0, 0.0
+    for name in sorted(labels):
+        label = int(labels[name])
+        ra, rb = a["rows"].get(name), b["rows"].get(name)
+        row = {"frame": name, "label": label}
+        if ra is not None and rb is not None:
+            conf = abs((ra.get("confidence") or 0.0) - (rb.get("confidence") or 0.0))
+            max_conf = max(max_conf, conf)
+            row.update(x86_64={k: ra.get(k) for k in ("digit", "confidence", "box")},
+                       aarch64={k: rb.get(k) for k in ("digit", "confidence", "box")}, abs_confidence_diff=conf)
+            if not (ra.get("digit") == rb.get("digit") == label):
+                problems.append(f"{name}: digit {ra.get('digit')} on x86-64, {rb.get('digit')} on aarch64 (written: {label})")
+            elif conf > PREDICT_TOLERANCE:
+                problems.append(f"{name}: confidence {ra.get('confidence')} vs {rb.get('confidence')} "
+                                f"(|diff| {conf:.2g} > {PREDICT_TOLERANCE:.2g})")
+            if ra.get("box") != rb.get("box"):
+                problems.append(f"{name}: digit box {ra.get('box')} on x86-64, {rb.get('box')} on aarch64")
+        pa = (a["probs"] or {}).get("frames", {}).get(name)
+        pb = (b["probs"] or {}).get("frames", {}).get(name)
+        if pa is not None and pb is not None:
+            # the model alone, on the same input (preprocessed on x86-64): the int8 tolerance
+            d = max(abs(x - y) for x, y in zip(pa["p_host_input"], pb["p_host_input"]))
+            max_p = max(max_p, d)
+            row["max_abs_p_diff"] = d
+            if d > tol or _argmax(pa["p_host_input"]) != _argmax(pb["p_host_input"]):
+                problems.append(f"{name}: Classifier() probabilities |Δp| {d:.2g} ({d * 256:g} steps of 1/256, tolerance "
+                                f"{tol:.2g}), top-1 {_argmax(pa['p_host_input'])} vs {_argmax(pb['p_host_input'])}")
+            # each side's own preprocessing (OpenCV rounds differently on NEON): boxes equal, pixels close
+            if pa["box"] != pb["box"]:
+                problems.append(f"{name}: preprocessing found {pa['box']} on x86-64, {pb['box']} on aarch64")
+            elif pa["box"] is not None:
+                px = max(abs(x - y) for x, y in zip(pa["x"], pb["x"]))
+                own = max(abs(x - y) for x, y in zip(pa["p_own"], pb["p_own"]))
+                max_px, max_p_own = max(max_px, px), max(max_p_own, own)
+                row.update(max_abs_pixel_diff=px, max_abs_p_diff_own_preprocessing=own)
+                if px > PIXEL_TOLERANCE + EPS:
+                    problems.append(f"{name}: preprocessing |Δpixel| {px * 255:.1f}/255 > {PIXEL_TOLERANCE * 255:.0f}/255")
+                if own > PREDICT_TOLERANCE:
+                    problems.append(f"{name}: end-to-end |Δp| {own:.2g} > {PREDICT_TOLERANCE:.2g}")
+        rows_out.append(row)
+    t_native, t_pi = (float(t) for t in Path(args.times).read_text().split())
+    ok = not problems
+    result = {"frames": len(labels), "ok": ok, "problems": problems, "model": model,
+              "notes": {"x86_64": a["note"], "aarch64": b["note"]},
+              "tolerance_probabilities": tol, "tolerance_confidence": PREDICT_TOLERANCE, "tolerance_pixel": PIXEL_TOLERANCE,
+              "max_abs_p_diff": max_p, "max_abs_p_diff_steps": round(max_p * 256, 3),
+              "max_abs_p_diff_own_preprocessing": max_p_own, "max_abs_confidence_diff": max_conf,
+              "max_abs_pixel_diff_grey_levels": round(max_px * 255, 2),
+              "seconds_x86_64": t_native, "seconds_aarch64_emulated": t_pi, "rows": rows_out}
+    _write_json(Path(args.out), result)
+    if problems:
+        print("; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""))
+        raise SystemExit(1)
+    recipe = (model.get("aarch64") or {}).get("recipe")
+    print(f"{len(labels)}/{len(labels)} frames read alike (digits {''.join(labels[n] for n in sorted(labels))}) with "
+          f"the bundled model ({recipe} recipe, sha256 {model['aarch64']['sha256'][:12]}), note shown; "
+          f"|Δp| {max_p:.2g} ({max_p * 256:g} steps) on the same input, {max_p_own:.2g} end to end; "
+          f"x86-64 {t_native:.1f}s, emulated {t_pi:.1f}s")
+
+
 # --- test-verdict -------------------------------------------------------------------------------------
 def test_verdict(args) -> None:
     """The emulated test stage's verdict from pytest's JUnit XML: ok only if tests ran and every one passed.
@@ -430,6 +622,7 @@ def report(args) -> None:
         "images": int(args.images),
         "predict": {m: load(f"compare-{m}.json") for m in args.models.split()},
         "probabilities": load("compare-probabilities.json"),
+        "bundled": load("compare-bundled.json"),
         "tests": load("tests.json"),
         "sizes": load("sizes.json"),
     }
@@ -458,6 +651,16 @@ def main(argv: list[str] | None = None) -> None:
     for a in ("native", "pi", "out"):
         s.add_argument(a)
     s.set_defaults(fn=compare_probabilities)
+    s = sub.add_parser("frames")
+    s.add_argument("mnist"); s.add_argument("n", type=int); s.add_argument("out"); s.add_argument("inputs")
+    s.set_defaults(fn=frames)
+    s = sub.add_parser("bundled"); s.add_argument("frames"); s.add_argument("inputs")
+    s.set_defaults(fn=bundled)
+    s = sub.add_parser("compare-bundled")
+    for a in ("--frames", "--native", "--pi", "--native-err", "--pi-err", "--native-probs", "--pi-probs", "--times", "--out"):
+        s.add_argument(a, required=True)
+    s.add_argument("--device-site", help="the device install: the aarch64 side's bundled model must come from it")
+    s.set_defaults(fn=compare_bundled)
     s = sub.add_parser("test-verdict")
     for a in ("junit", "rc", "out"):
         s.add_argument(a)

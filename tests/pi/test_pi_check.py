@@ -2,7 +2,8 @@
 
 It builds (or reuses) a Debian 12 bookworm arm64 root with Python 3.11, installs edgekit's device install from
 aarch64 wheels (no TensorFlow), and under qemu-aarch64-static runs the import check, `edgekit predict --json` on
-the small model exported here on x86-64 (TFLite float32/int8, ONNX float32/int8) and the device-side tests of
+the small model exported here on x86-64 (TFLite float32/int8, ONNX float32/int8), `edgekit predict` with no model
+(the bundled one) on camera-like frames, and the device-side tests of
 tests/runtime on those models. The predictions must equal the x86-64 ones (digits identical, confidences within
 the script's stated tolerances), and the device-side tests must all have run and passed, none skipped.
 
@@ -71,6 +72,13 @@ def test_runtime_on_emulated_raspberry_pi(small_model_path, mnist_path, tmp_path
     assert probs["preprocessing"]["boxes_equal"]
     for model, p in probs["models"].items():
         assert p["top1_equal"] == p["images"] and p["max_abs_diff"] <= p["tolerance"], model
+    # Out of the box: `edgekit predict FRAME` with no model, the bundled model of the wheel, on camera-like frames
+    bundled = result["bundled"]
+    assert bundled["ok"], bundled["problems"]
+    assert bundled["frames"] >= 1 and len(bundled["rows"]) == bundled["frames"]
+    assert all(r["aarch64"]["digit"] == r["x86_64"]["digit"] == r["label"] for r in bundled["rows"])
+    assert "using the bundled one" in bundled["notes"]["aarch64"]
+    assert bundled["max_abs_p_diff"] <= bundled["tolerance_probabilities"]
     if not tests:  # the device-side tests ran on the emulated Pi, on the models from x86-64: all passed, none skipped
         stage = next(s for s in result["stages"] if s["stage"] == "runtime tests (emulated)")
         counts = result["tests"]["counts"]

@@ -293,3 +293,101 @@ def test_a_different_top1_fails_within_tolerance(tmp_path):
     proc, out = _compare_probabilities(tmp_path, "model_float32.onnx", native, pi)
     assert out["models"]["model_float32.onnx"]["max_abs_diff"] < 1e-5
     assert proc.returncode == 1 and "top-1 equal 0/1" in proc.stdout
+
+
+# --- the bundled model on camera-like frames, no model argument: same note, digits, probabilities --------------
+@pytest.fixture(scope="module")
+def bundled_host_run(tmp_path_factory, mnist_path):
+    """The stage's host half for real: frames the bundled model reads, `edgekit predict FRAMES` with no model
+    and `Classifier()` on them, on this x86-64 host (the device half is replaced by copies, then changed)."""
+    work = tmp_path_factory.mktemp("bundled")
+    frames = subprocess.run([sys.executable, str(HELPER), "frames", str(mnist_path), "3", str(work / "frames"),
+                             str(work / "inputs.npy")], capture_output=True, text=True)
+    assert frames.returncode == 0, frames.stderr[-2000:]
+    (work / "frames.txt").write_text(frames.stdout)
+    predict = subprocess.run([sys.executable, "-c", "from edgekit.toolkit.cli import main; main()", "predict", "--json",
+                              str(work / "frames")], capture_output=True, text=True)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    (work / "n.jsonl").write_text(predict.stdout)
+    (work / "n.err").write_text(predict.stderr)
+    probs = subprocess.run([sys.executable, str(HELPER), "bundled", str(work / "frames"), str(work / "inputs.npy")],
+                           capture_output=True, text=True)
+    assert probs.returncode == 0, probs.stderr[-2000:]
+    (work / "n.json").write_text(probs.stdout)
+    (work / "t").write_text("0.5\t30.0\n")
+    return work
+
+
+def _compare_bundled(work: Path, tmp: Path, *, frames=None, pi_rows=None, pi_err=None, pi_probs=None, site=None):
+    """compare-bundled with the host's own outputs standing in for the device's, changed as given."""
+    native_rows = [json.loads(line) for line in (work / "n.jsonl").read_text().splitlines()]
+    (tmp / "frames.txt").write_text((work / "frames.txt").read_text() if frames is None else frames)
+    (tmp / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (native_rows if pi_rows is None else pi_rows(native_rows))))
+    (tmp / "p.err").write_text((work / "n.err").read_text() if pi_err is None else pi_err)
+    probs = json.loads((work / "n.json").read_text())
+    (tmp / "p.json").write_text(json.dumps(probs if pi_probs is None else pi_probs(probs)))
+    args = [sys.executable, str(HELPER), "compare-bundled", "--frames", str(tmp / "frames.txt"),
+            "--native", str(work / "n.jsonl"), "--pi", str(tmp / "p.jsonl"), "--native-err", str(work / "n.err"),
+            "--pi-err", str(tmp / "p.err"), "--native-probs", str(work / "n.json"), "--pi-probs", str(tmp / "p.json"),
+            "--times", str(work / "t"), "--out", str(tmp / "out.json")]
+    if site is not None:
+        args += ["--device-site", str(site)]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    return proc, json.loads((tmp / "out.json").read_text())
+
+
+def test_bundled_frames_are_read_right_here_and_the_same_run_passes(bundled_host_run, tmp_path):
+    work = bundled_host_run
+    labels = [line.split("\t")[1] for line in (work / "frames.txt").read_text().splitlines()]
+    assert len(labels) == 3 and len(set(labels)) == 3, labels  # one frame per digit
+    rows = [json.loads(line) for line in (work / "n.jsonl").read_text().splitlines()]
+    assert [str(r["digit"]) for r in rows] == labels  # `edgekit predict FRAMES`, no model: the written digits
+    assert "using the bundled one" in (work / "n.err").read_text()
+    proc, out = _compare_bundled(work, tmp_path, site=REPO)  # host: the checkout's bundled model
+    assert proc.returncode == 0 and out["ok"], proc.stdout
+    assert out["frames"] == 3 and out["max_abs_p_diff"] == 0 and out["tolerance_probabilities"] == pytest.approx(3.5 / 256)
+    assert out["model"]["aarch64"]["sha256"] == out["model"]["aarch64"]["recorded_sha256"]
+    assert proc.stdout.startswith("3/3 frames read alike")
+
+
+def _other_digit(rows):
+    rows = [dict(r) for r in rows]
+    rows[1]["digit"] = (rows[1]["digit"] + 1) % 10
+    return rows
+
+
+def _shift(steps: float):
+    def change(probs):
+        row = next(iter(probs["frames"].values()))
+        p = row["p_host_input"]
+        top = max(range(10), key=p.__getitem__)
+        p[top] -= steps / 256
+        p[(top + 1) % 10] += steps / 256
+        return probs
+    return change
+
+
+def _other_file(probs):
+    probs["model"]["sha256"] = "0" * 64
+    return probs
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"pi_rows": _other_digit}, "on x86-64, "),
+    ({"pi_err": "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"}, "no one-line 'using the bundled one' note"),
+    ({"pi_err": ""}, "no one-line 'using the bundled one' note"),
+    ({"pi_rows": lambda rows: []}, "aarch64: `edgekit predict` read 0 of 3 frames"),
+    ({"frames": "", "pi_rows": lambda rows: []}, "no camera frame to predict: the stage ran nothing"),
+    ({"pi_probs": _shift(4)}, "4 steps of 1/256"),
+    ({"pi_probs": _other_file}, "not the same bundled model"),
+    ({"site": "/nowhere/site"}, "not the bundled model of the device install"),
+])
+def test_bundled_stage_fails(bundled_host_run, tmp_path, change, expected):
+    proc, out = _compare_bundled(bundled_host_run, tmp_path, **change)
+    assert proc.returncode == 1 and not out["ok"], proc.stdout
+    assert expected in proc.stdout, proc.stdout
+
+
+def test_bundled_probabilities_within_three_int8_steps_pass(bundled_host_run, tmp_path):
+    proc, out = _compare_bundled(bundled_host_run, tmp_path, pi_probs=_shift(3))
+    assert proc.returncode == 0 and out["max_abs_p_diff_steps"] == pytest.approx(3, abs=1e-3), proc.stdout
