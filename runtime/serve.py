@@ -9,7 +9,11 @@ beside a polled status showed one frame's picture under another frame's digit, t
 ``/stream.mjpg`` (for VLC, ffplay, an ``<img>`` elsewhere) and ``/status.json`` (for scripts) stay.
 
 It serves exactly four paths — ``/`` (the page), ``/frame.jpg``, ``/stream.mjpg`` and ``/status.json`` — and
-404 for anything else, so nothing on the device's disk is reachable through it. It binds to 127.0.0.1 unless the
+404 for anything else, so nothing on the device's disk is reachable through it. A caller may add POST paths
+(``edgekit collect --serve`` adds ``/label``, see ``Actions``): they take a small JSON object and answer one,
+only from a page of this server (a JSON body, which a page of another site cannot send without asking first;
+an ``Origin``, if any, naming this server's ``Host``; a ``Host`` that is an IP address, localhost or this
+machine's name, against DNS rebinding), so another site open in the same browser cannot post to them. It binds to 127.0.0.1 unless the
 caller names another host. Each viewer gets its own thread; a viewer that goes away (closed tab, dropped
 Wi-Fi) only ends its own thread. At most ``MAX_VIEWERS`` streams and waiting frame requests run at once, so a
 forgotten tab or a flood of connections cannot starve the camera loop.
@@ -21,6 +25,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from edgekit.runtime.errors import CameraError, OptionsError
@@ -29,6 +34,11 @@ BOUNDARY = "edgekitframe"
 MAX_VIEWERS = 8
 PAGE = Path(__file__).with_name("page.html")
 FRAME_WAIT = 2.0  # seconds /frame.jpg waits for a newer frame before answering 204 (no new frame)
+MAX_BODY = 1024  # bytes: a POST body is a small JSON object
+
+# POST path -> handler(request JSON object) -> (HTTP status, response JSON object). A handler raises nothing
+# for a bad request: it answers 4xx with {"error": "one line"}.
+Actions = dict[str, Callable[[dict], tuple[int, dict]]]
 
 
 class FrameHub:
@@ -73,6 +83,8 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 10  # a viewer that stops reading for this long is dropped
     hub: FrameHub
     viewers: threading.BoundedSemaphore
+    page: Path = PAGE
+    actions: Actions = {}
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - no request log on stderr
         pass
@@ -90,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
-            self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+            self._send(200, self.page.read_bytes(), "text/html; charset=utf-8")
         elif path == "/status.json":
             self._send(200, json.dumps(self.hub.status).encode(), "application/json")
         elif path == "/stream.mjpg":
@@ -101,6 +113,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain; charset=utf-8")
 
     do_HEAD = do_GET
+
+    def _answer(self, code: int, body: dict) -> None:
+        self.close_connection = True
+        self._send(code, json.dumps(body).encode(), "application/json")
+
+    def do_POST(self) -> None:
+        """One of ``actions``: a JSON object in, a JSON object out; every refusal a 4xx with one line."""
+        action = self.actions.get(urlsplit(self.path).path)
+        if action is None:
+            return self._answer(404, {"error": "not found"})
+        if not _own_host(self.headers.get("Host", "")):
+            return self._answer(403, {"error": "address this server by its IP address, localhost or its own host name"})
+        origin = self.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
+            return self._answer(403, {"error": f"a page from {origin} may not post here; use this server's own page"})
+        if self.headers.get_content_type() != "application/json":
+            return self._answer(415, {"error": "send a JSON object (Content-Type: application/json)"})
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self._answer(411, {"error": "Content-Length required"})
+        if not 0 <= length <= MAX_BODY:
+            return self._answer(413, {"error": f"body over {MAX_BODY} bytes"})
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return self._answer(400, {"error": "the body is not JSON"})
+        if not isinstance(body, dict):
+            return self._answer(400, {"error": "send a JSON object"})
+        try:
+            code, answer = action(body)
+        except Exception as e:  # noqa: BLE001 - a failure is one line to the page, never a traceback
+            code, answer = 500, {"error": (str(e) or type(e).__name__).strip().splitlines()[0][:300]}
+        self._answer(code, answer)
 
     def _frame(self) -> None:
         """The first frame newer than ``?after=SEQ`` with its own status in the headers; 204 when none came."""
@@ -158,6 +204,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.viewers.release()
 
 
+def _own_host(host_header: str) -> bool:
+    """Whether a request's Host names this machine: an IP address, localhost, its host name or NAME.local.
+    A name that is none of these is a DNS name someone else controls pointing at us (DNS rebinding)."""
+    import ipaddress
+    import socket
+
+    host = urlsplit(f"//{host_header}").hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    me = socket.gethostname().lower()
+    return host in ("localhost", me, f"{me}.local", me.split(".")[0] + ".local")
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); the host defaults to 127.0.0.1."""
     text = text.strip()
@@ -171,11 +233,14 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class StreamServer:
-    """The web view, running in a background thread until ``stop()``. Use as a context manager."""
+    """The web view, running in a background thread until ``stop()``. Use as a context manager. ``page`` is
+    the HTML served at ``/``; ``actions`` the POST paths (none for ``edgekit webcam``)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, hub: FrameHub | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, hub: FrameHub | None = None,
+                 page: Path = PAGE, actions: Actions | None = None):
         self.hub = hub or FrameHub()
-        handler = type("Handler", (_Handler,), {"hub": self.hub, "viewers": threading.BoundedSemaphore(MAX_VIEWERS)})
+        handler = type("Handler", (_Handler,), {"hub": self.hub, "viewers": threading.BoundedSemaphore(MAX_VIEWERS),
+                                                "page": page, "actions": dict(actions or {})})
         cls = ThreadingHTTPServer
         if ":" in host:
             import socket

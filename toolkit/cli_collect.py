@@ -47,11 +47,12 @@ def collect(
     max_crops: Annotated[Optional[int], typer.Option("--max", help="Stop after saving this many crops.")] = None,
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image or frame to accept, in pixels (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000).")] = None,
+    serve: Annotated[Optional[str], typer.Option("--serve", metavar="HOST:PORT", help="Label on a web page instead of a window (a Pi without a screen): the crop, and buttons 0-9 that save it. Host 127.0.0.1 unless given.")] = None,
 ) -> None:
     """Collect your own digits: each frame goes through the runtime's preprocessing and the 28x28 crop the model
     would see is saved under its digit. Without --label or --labels-from-names a window shows the camera: keys
-    0-9 save the crop as that digit, space skips, q quits. Exit 0, or 2 when a source could not be read
-    (the others are still collected)."""
+    0-9 save the crop as that digit, space skips, q quits; with --serve HOST:PORT a web page does the same
+    (Ctrl-C stops). Exit 0, or 2 when a source could not be read (the others are still collected)."""
     from edgekit.runtime import collect as rc
 
     digit = rc.parse_label(label) if label is not None else None
@@ -64,13 +65,20 @@ def collect(
     box = _roi(roi)
     kinds = [(s, _is_image_source(s)) for s in sources]
     interactive = digit is None and not labels_from_names
+    address = None
+    if serve is not None:
+        from edgekit.runtime.serve import parse_address
+
+        if not interactive:
+            raise OptionsError("--serve labels each crop on the page; --label and --labels-from-names label them all: give one")
+        address = parse_address(serve)
     if interactive:
         images = [s for s, is_image in kinds if is_image]
         if images:
-            raise OptionsError(f"{images[0]}: images need --label D or --labels-from-names (keys label only a camera or video)")
-        if not _has_display():
-            raise OptionsError("no display for the labelling window; give --label D (every crop is that digit) "
-                               "or run where a window can open")
+            raise OptionsError(f"{images[0]}: images need --label D or --labels-from-names (keys and the page label only a camera or video)")
+        if address is None and not _has_display():
+            raise OptionsError("no display for the labelling window; use --serve 127.0.0.1:8080 to label on a web page, "
+                               "--label D (every crop is that digit), or run where a window can open")
     if labels_from_names:
         cameras = [s for s, _ in kinds if _is_camera(s)]
         if cameras:
@@ -88,6 +96,13 @@ def collect(
         typer.echo(f"edgekit: error: {path}: {line}", err=True)
 
     window = False
+    server = desk = None
+    if address is not None:
+        from edgekit.runtime.serve import StreamServer
+
+        desk = rc.LabelDesk(store)
+        server = StreamServer(*address, page=rc.PAGE, actions={"/label": desk.label}).start()
+        typer.echo(f"edgekit: serving the collect page on {server.url} (Ctrl-C stops)", err=True)
     try:
         for spec, is_image in kinds:
             if store.full:
@@ -108,17 +123,23 @@ def collect(
                 typer.echo(f"edgekit: error: {e}" if spec in str(e) else f"edgekit: error: {spec}: {e}", err=True)
                 continue
             choose = None
-            if this is None:
+            if this is None and server is None:
                 os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
                 window = True
                 choose = rc.key_chooser(rc.window_keys(), live=source.live)
             try:
-                rc.collect_frames(source, store, label=this, choose=choose)
+                if server is not None:
+                    rc.collect_served(source, store, desk, server.hub)
+                else:
+                    rc.collect_frames(source, store, label=this, choose=choose)
             except EdgekitError as e:  # a camera that stopped delivering: what it gave is kept
                 worst = max(worst, e.exit_code)
                 typer.echo(f"edgekit: error: {e}", err=True)
                 continue
     finally:
+        if server is not None:
+            desk.close()  # no label is saved after this: the summary below is the last word
+            server.stop()
         if window:
             import cv2
 

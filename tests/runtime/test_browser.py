@@ -1,5 +1,6 @@
 """A real headless Chromium opens `edgekit webcam --serve` and shows the live stream and prediction, and the
-digit in the page's header is always the digit of the frame the page is showing.
+digit in the page's header is always the digit of the frame the page is showing; and it clicks the buttons of
+`edgekit collect --serve`, which save exactly the crop on screen.
 
 Needs Debian's chromium (`apt-get install -y chromium`); skipped with that reason when it is absent.
 The screenshot is kept in the test's tmp folder (its path is printed) for a person to look at."""
@@ -223,3 +224,137 @@ def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_
     green = (stream[..., 1] > 150) & (stream[..., 0] < 80) & (stream[..., 2] < 80)
     assert green.sum() > 200, "no overlay (box and digit) drawn on the stream"
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "edgekit: error: interrupted", err
+
+
+# --- edgekit collect --serve: the labelling page -----------------------------------------------------------
+
+# The picture on screen (the crop, enlarged, beside the frame), its frame number, the state line and the message,
+# read in one JavaScript task.
+COLLECT_SAMPLE = """(() => {
+  const img = document.getElementById("stream");
+  if (!img || !img.complete || !img.naturalWidth || img.dataset.frame === undefined) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  canvas.getContext("2d").drawImage(img, 0, 0);
+  return {frame: Number(img.dataset.frame), state: document.getElementById("state").textContent,
+          enabled: !document.querySelector('[data-label="0"]').disabled,
+          message: document.getElementById("message").textContent, error: document.getElementById("message").className === "error",
+          picture: canvas.toDataURL("image/png")};
+})()"""
+
+
+def _click(browser: DevTools, label: str) -> None:
+    """A real mouse click (pressed, released) in the middle of the button for ``label``."""
+    box = browser.evaluate(f"""(() => {{ const r = document.querySelector('[data-label="{label}"]').getBoundingClientRect();
+                                         return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
+
+
+def _wait_for(browser: DevTools, ready, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sample = browser.evaluate(COLLECT_SAMPLE)
+        if sample and ready(sample):
+            return sample
+        time.sleep(0.2)
+    raise AssertionError(f"the collect page never got there: {browser.evaluate('document.body.innerText')!r}")
+
+
+def _shown_crop(sample) -> np.ndarray:
+    """The crop as the page shows it: the picture's left 280x280 square, back to 28x28."""
+    png = np.frombuffer(base64.b64decode(sample["picture"].split(",", 1)[1]), np.uint8)
+    picture = cv2.cvtColor(cv2.imdecode(png, cv2.IMREAD_COLOR), cv2.COLOR_BGR2GRAY)
+    return cv2.resize(picture[:280, :280], (28, 28), interpolation=cv2.INTER_AREA)
+
+
+def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, terminal_sigint):
+    from edgekit.runtime.preprocess import find_digits
+    from edgekit.toolkit.synthetic import empty_frame
+
+    frames = [f for f, _, _ in camera_frames[:6]]
+    labels = [int(l) for _, l, _ in camera_frames[:6]]
+    frames.insert(2, empty_frame("paper", np.random.default_rng(5)))  # frame 2: no digit
+    labels.insert(2, None)
+    video = write_video(tmp_path / "desk.avi", frames, fps=10)
+    cap = cv2.VideoCapture(str(video))
+    decoded = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        decoded.append(f)
+    cap.release()
+    crops = [(c[0].image if (c := find_digits(f)) else None) for f in decoded]  # what the runtime would see
+    assert crops[2] is None and all(c is not None for i, c in enumerate(crops) if i != 2)
+    out = tmp_path / "mine"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit.toolkit.cli", "collect", str(video), "--out", str(out), "--serve", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
+    )
+    browser = None
+    saved = []
+    try:
+        url = None
+        for _ in range(20):
+            if m := re.search(r"serving the collect page on (http://\S+)", proc.stderr.readline()):
+                url = m.group(1)
+                break
+        assert url and url.startswith("http://127.0.0.1:"), "collect --serve did not say where it serves"
+        browser = DevTools()
+        browser.open(url)
+        browser.call("Emulation.setDeviceMetricsOverride", width=1000, height=700, deviceScaleFactor=1, mobile=False)
+
+        # Label frames 0 and 1 with their digits by clicking; skip frame 3; label frame 4.
+        for frame, action in ((0, "label"), (1, "label"), (3, "skip"), (4, "label")):
+            sample = _wait_for(browser, lambda s: s["frame"] == frame and s["enabled"])
+            assert sample["state"] == "live"
+            label = str(labels[frame]) if action == "label" else "skip"
+            _click(browser, label)
+            after = _wait_for(browser, lambda s: s["message"].startswith(f"frame {frame} "))
+            assert not after["error"], after["message"]
+            if action == "label":
+                assert f"saved as {label}" in after["message"]
+                files = sorted((out / label).glob("*.png"))
+                new = [f for f in files if f not in saved]
+                assert len(new) == 1, files
+                saved.append(new[0])
+                png = cv2.imread(str(new[0]), cv2.IMREAD_UNCHANGED)
+                assert png.dtype == np.uint8 and png.shape == (28, 28)
+                # exactly the runtime's crop of the frame the page showed, and the page showed that crop
+                assert np.array_equal(png, crops[frame]), f"frame {frame}: the saved PNG is not its crop"
+                diff = np.abs(_shown_crop(sample).astype(int) - png.astype(int)).mean()
+                others = min(np.abs(_shown_crop(sample).astype(int) - c.astype(int)).mean()
+                             for i, c in enumerate(crops) if c is not None and i != frame)
+                print(f"frame {frame}: page's crop vs the PNG {diff:.2f} grey levels, vs the nearest other crop {others:.2f}")
+                assert diff < 1 and diff < 0.1 * others, (diff, others)
+                summary = json.loads((out / "collect.json").read_text())  # written after every label
+                assert summary["total"] == len(saved) and summary["counts"][label] >= 1
+            else:
+                assert "skipped" in after["message"]
+        shot = tmp_path / "collect_page.png"
+        shot.write_bytes(base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"]))
+        print(f"\nscreenshot: {shot}")
+
+        # A stale frame: frame 2 had no digit, so the server holds no crop for it; frame 0 is already saved.
+        # The page says so in one line, in red, and nothing is saved.
+        _wait_for(browser, lambda s: s["frame"] == 5 and s["enabled"])
+        for stale, words in ((2, "is no longer held"), (0, "was already saved as")):
+            browser.evaluate(f'document.getElementById("stream").dataset.frame = "{stale}"')
+            _click(browser, "9")
+            refused = _wait_for(browser, lambda s: s["message"].startswith(f"frame {stale} {words}"))
+            assert refused["error"] and "nothing saved" in refused["message"], refused["message"]
+        assert not (out / "9").exists() or not list((out / "9").glob("*.png"))
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the server stops, collect.json is written, exit 130
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if browser is not None:
+            browser.close()
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "edgekit: error: interrupted", err
+    summary = json.loads((out / "collect.json").read_text())
+    expected = {str(d): sum(1 for f in (0, 1, 4) if labels[f] == d) for d in range(10)}
+    assert summary["counts"] == expected and summary["total"] == 3
+    tally = summary["sessions"][-1]["sources"][0]
+    assert tally["saved"] == 3 and tally["no_digit"] == 1 and tally["frames"] == 6, tally  # frames 0-5 read
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
