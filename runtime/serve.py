@@ -35,6 +35,7 @@ MAX_VIEWERS = 8
 PAGE = Path(__file__).with_name("page.html")
 FRAME_WAIT = 2.0  # seconds /frame.jpg waits for a newer frame before answering 204 (no new frame)
 MAX_BODY = 1024  # bytes: a POST body is a small JSON object
+MAX_DRAIN = 64 * 1024  # bytes of a larger body read (and dropped) before refusing it
 
 # POST path -> handler(request JSON object) -> (HTTP status, response JSON object). A handler raises nothing
 # for a bad request: it answers 4xx with {"error": "one line"}.
@@ -120,6 +121,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """One of ``actions``: a JSON object in, a JSON object out; every refusal a 4xx with one line."""
+        # The body is read before any answer: a server that answers and closes with the request's bytes
+        # still unread resets the connection, and the client sees a reset instead of the answer.
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self._answer(411, {"error": "Content-Length required"})
+        if length < 0:
+            return self._answer(400, {"error": "a negative Content-Length"})
+        raw = self.rfile.read(min(length, MAX_DRAIN))
         action = self.actions.get(urlsplit(self.path).path)
         if action is None:
             return self._answer(404, {"error": "not found"})
@@ -130,14 +140,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(403, {"error": f"a page from {origin} may not post here; use this server's own page"})
         if self.headers.get_content_type() != "application/json":
             return self._answer(415, {"error": "send a JSON object (Content-Type: application/json)"})
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            return self._answer(411, {"error": "Content-Length required"})
-        if not 0 <= length <= MAX_BODY:
+        if length > MAX_BODY:
             return self._answer(413, {"error": f"body over {MAX_BODY} bytes"})
         try:
-            body = json.loads(self.rfile.read(length) or b"null")
+            body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
             return self._answer(400, {"error": "the body is not JSON"})
         if not isinstance(body, dict):
