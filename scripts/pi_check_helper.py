@@ -305,6 +305,13 @@ BUNDLED_PATH_TAIL = "runtime/bundled/model_int8.tflite"
 BUNDLED_MARGIN = 0.5
 BUNDLED_SEED = 0
 BUNDLED_CANDIDATES = 200
+# A camera frame's preprocessing (a 640x480 JPEG: grey, ink, crop, a large downscale to 28x28) rounds differently
+# on NEON in more places than an MNIST PNG's: measured over the first 60 MNIST test digits as frames (seed 0,
+# JPEG quality 90), the JPEGs decode identically on both sides and the boxes are all equal, but the 28x28 inputs
+# differ by up to 5/255 (2 frames of 60 above 4/255, up to 22 of 784 pixels), which moved the bundled model's
+# probabilities by up to 2 steps of 1/256 end to end (same input: 1 step). Allowed 8.5/255: 3.5 grey levels above
+# the worst measured, and between two levels, never on one.
+CAMERA_PIXEL_TOLERANCE = 8.5 / 255
 
 
 def frames(args) -> None:
@@ -456,8 +463,8 @@ def compare_bundled(args) -> None:
                 own = max(abs(x - y) for x, y in zip(pa["p_own"], pb["p_own"]))
                 max_px, max_p_own = max(max_px, px), max(max_p_own, own)
                 row.update(max_abs_pixel_diff=px, max_abs_p_diff_own_preprocessing=own)
-                if px > PIXEL_TOLERANCE + EPS:
-                    problems.append(f"{name}: preprocessing |Δpixel| {px * 255:.1f}/255 > {PIXEL_TOLERANCE * 255:.0f}/255")
+                if px > CAMERA_PIXEL_TOLERANCE:
+                    problems.append(f"{name}: preprocessing |Δpixel| {px * 255:.1f}/255 > {CAMERA_PIXEL_TOLERANCE * 255:.1f}/255")
                 if own > PREDICT_TOLERANCE:
                     problems.append(f"{name}: end-to-end |Δp| {own:.2g} > {PREDICT_TOLERANCE:.2g}")
         rows_out.append(row)
@@ -465,7 +472,7 @@ def compare_bundled(args) -> None:
     ok = not problems
     result = {"frames": len(labels), "ok": ok, "problems": problems, "model": model,
               "notes": {"x86_64": a["note"], "aarch64": b["note"]},
-              "tolerance_probabilities": tol, "tolerance_confidence": PREDICT_TOLERANCE, "tolerance_pixel": PIXEL_TOLERANCE,
+              "tolerance_probabilities": tol, "tolerance_confidence": PREDICT_TOLERANCE, "tolerance_pixel": CAMERA_PIXEL_TOLERANCE,
               "max_abs_p_diff": max_p, "max_abs_p_diff_steps": round(max_p * 256, 3),
               "max_abs_p_diff_own_preprocessing": max_p_own, "max_abs_confidence_diff": max_conf,
               "max_abs_pixel_diff_grey_levels": round(max_px * 255, 2),
