@@ -27,6 +27,12 @@ class OptimizerName(str, enum.Enum):
     adamw = "adamw"
 
 
+class PrecisionName(str, enum.Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class ScheduleName(str, enum.Enum):
     plateau = "plateau"
     onecycle = "onecycle"
@@ -50,6 +56,7 @@ def train(
     schedule: Annotated[Optional[ScheduleName], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="[recipe's]")] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNormalization momentum [recipe's].")] = None,
+    precision: Annotated[Optional[PrecisionName], typer.Option(help="auto: bfloat16 where the CPU (avx512_bf16/amx_bf16) or GPU has it natively, else float32; the saved model is float32 either way [recipe's: auto; the seed recipe float32].")] = None,
     val_split: Annotated[Optional[int], typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end [5000; 0 for a digit folder, whose held-out 20 % is its test set].")] = None,
     seed: Annotated[int, typer.Option(help="Seeds weights, data order and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only (quick runs).")] = None,
@@ -73,6 +80,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "augment": augment,
         "optimizer": optimizer.value if optimizer else None, "schedule": schedule.value if schedule else None,
         "label_smoothing": label_smoothing, "bn_momentum": bn_momentum,
+        "precision": precision.value if precision else None,
     }
     given = [name for name in (*overrides, "recipe", "val_split", "seed", "limit")
              if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
@@ -86,16 +94,18 @@ def train(
     options.check()
     note = lambda msg: typer.echo(f"edgekit: {msg}", err=True)  # noqa: E731
     if not resume:
-        r = options.recipe
+        r, p = options.recipe, options.resolved_precision()
         note(f"training recipe {r.name}: {r.epochs} epoch(s), batch {r.batch_size}, {r.optimizer} {r.schedule} "
              f"lr {r.learning_rate:g}, label smoothing {r.label_smoothing:g}, BN momentum {r.bn_momentum:g}, "
              f"augment {'on' if r.augment else 'off'}, seed {options.seed}")
+        note(f"precision {p.used} ({p.requested}: {p.why})")
     started = time.perf_counter()
     result = run(options, callbacks=lambda: [_progress_bar()], log=note)
     m = result.metrics
     typer.echo(f"test accuracy {m['test']['accuracy']:.2%} (loss {m['test']['loss']:.4f}) on {m['test']['images']:,} test images")
     typer.echo(f"trained {m['epochs']} epoch(s) on {m['train_images']:,} images in {_duration(m['train_seconds'])} "
-               f"(recipe {m['recipe']['name']}, seed {m['seed']}); {_duration(time.perf_counter() - started)} in all")
+               f"(recipe {m['recipe']['name']}, {m['precision']['used']}, seed {m['seed']}); "
+               f"{_duration(time.perf_counter() - started)} in all")
     typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png, checkpoint.keras")
 
 
