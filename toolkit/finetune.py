@@ -8,7 +8,10 @@ A seeded 20 % of each digit's crops is held out (``holdout_split``, the same ima
 DIR`` and ``edgekit train --data DIR`` hold out) and never trained on. Every batch is half the user's crops
 (sampled with replacement, lightly augmented: they are few) and half MNIST training images (not augmented,
 as the model first saw them), so the model learns the new handwriting while MNIST keeps it where it was;
-BatchNormalization is frozen (inference mode, MNIST's statistics) for the same reason.
+BatchNormalization is frozen (inference mode, MNIST's statistics) for the same reason. What is saved is the
+starting model's weights moved ``blend`` (half) of the way to the fine-tuned ones: weight-space ensembling
+("WiSE-FT", Wortsman et al., 2022). Measured on default-s0 with 500 font digits, the fine-tuned weights read
+the held-out digits 100 % but MNIST 98.70 % (from 99.06 %); halfway between, 100 % and 99.06 %.
 The learning rate warms up to ``learning_rate`` over the first tenth of the steps and falls to 0 on a cosine:
 a trained model needs small steps, Adam's first ones most of all.
 
@@ -61,6 +64,10 @@ class FinetuneOptions:
     label_smoothing: float = 0.1
     augment: bool = True
     """Small random rotation, zoom and shift of the user's crops (train.augment_batch)."""
+    blend: float = 0.5
+    """The saved weights: start + blend * (fine-tuned - start). 1 keeps the fine-tuned weights as they are;
+    0.5 keeps nearly all of what they learned on the user's digits and nearly nothing of what they forgot
+    of MNIST (the module docstring has the figures)."""
     seed: int = 0
     """Seeds batch order and augmentation (the held-out split has its own fixed seed)."""
     max_seconds: float | None = None
@@ -75,6 +82,8 @@ class FinetuneOptions:
             raise OptionsError(f"--learning-rate must be a positive number, got {self.learning_rate}")
         if not 0 < self.extra_fraction < 1:
             raise OptionsError(f"the user's share of a batch must be in (0, 1), got {self.extra_fraction}")
+        if not 0 < self.blend <= 1:
+            raise OptionsError(f"blend must be in (0, 1], got {self.blend}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise OptionsError(f"the time budget must be positive, got {self.max_seconds}")
 
@@ -159,6 +168,7 @@ def finetune(
     import keras
 
     model = _load_model(Path(options.model))
+    start = model.get_weights()
     keras.utils.set_random_seed(options.seed)
     before_mnist, _ = _accuracy(model, mnist.x_test, y_test)
     before_held, _ = _accuracy(model, xh, yh)
@@ -204,10 +214,21 @@ def finetune(
     if timer.stopped_at is not None:
         say(f"time budget of {options.max_seconds:.0f} s reached after {timer.steps} steps; evaluating the model as it is")
 
+    unblended = None
+    if options.blend < 1:  # measure the fine-tuned weights, then save the blend
+        unblended = {"mnist_test_accuracy": _accuracy(model, mnist.x_test, y_test)[0],
+                     "held_out_accuracy": _accuracy(model, xh, yh)[0]}
+        model.set_weights([w0 + options.blend * (w1 - w0) if np.issubdtype(w0.dtype, np.floating) else w1
+                           for w0, w1 in zip(start, model.get_weights())])
     after_mnist, probabilities = _accuracy(model, mnist.x_test, y_test)
     after_held, held_p = _accuracy(model, xh, yh)
+    if unblended is not None:
+        say(f"fine-tuned weights: MNIST test {unblended['mnist_test_accuracy']:.2%}, held-out "
+            f"{unblended['held_out_accuracy']:.2%}; saved {options.blend:g} of the way from the starting weights to them")
     metrics = _metrics(keras, options, mnist, user, probabilities, y_test, held_p, yh, history, timer,
                        before_mnist, before_held, after_mnist, after_held, len(yu))
+    metrics["finetune"]["blend"] = options.blend
+    metrics["finetune"]["unblended"] = unblended
     out.mkdir(parents=True, exist_ok=True)
     _finish(model, out, history, metrics)
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
@@ -325,7 +346,7 @@ def _metrics(keras, options, mnist, user, probabilities, y_test, held_p, yh, his
         "data": {"source": mnist.source, "sha256": mnist.sha256},
         "recipe": {"name": "finetune", "steps": options.steps, "batch_size": options.batch_size,
                    "extra_fraction": options.extra_fraction, "optimizer": "adam", "schedule": "cosine",
-                   "learning_rate": options.learning_rate, "label_smoothing": options.label_smoothing,
+                   "learning_rate": options.learning_rate, "label_smoothing": options.label_smoothing, "blend": options.blend,
                    "augment": options.augment},
         "options": options.to_json(),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
