@@ -13,7 +13,7 @@ It serves exactly four paths — ``/`` (the page), ``/frame.jpg``, ``/stream.mjp
 (``edgekit collect --serve`` adds ``/label``, see ``Actions``): they take a small JSON object and answer one,
 only from a page of this server (a JSON body, which a page of another site cannot send without asking first;
 an ``Origin``, if any, naming this server's ``Host``; a ``Host`` that is an IP address, localhost or this
-machine's name, against DNS rebinding), so another site open in the same browser cannot post to them. It binds to 127.0.0.1 unless the
+machine's name (NAME, NAME.local, NAME.lan), against DNS rebinding), so another site open in the same browser cannot post to them. It binds to 127.0.0.1 unless the
 caller names another host. Each viewer gets its own thread; a viewer that goes away (closed tab, dropped
 Wi-Fi) only ends its own thread. At most ``MAX_VIEWERS`` streams and waiting frame requests run at once, so a
 forgotten tab or a flood of connections cannot starve the camera loop.
@@ -73,7 +73,7 @@ class FrameHub:
         """The next frame after sequence number ``seen`` and the status published with it, read together
         (or the same ones after ``timeout``)."""
         with self._cond:
-            if self._seq <= seen and not self.closed:
+            if (self._seq <= seen or self._jpeg is None) and not self.closed:  # before the first frame too
                 self._cond.wait(timeout)
             return self._seq, self._jpeg, self.status
 
@@ -211,7 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _own_host(host_header: str) -> bool:
-    """Whether a request's Host names this machine: an IP address, localhost, its host name or NAME.local.
+    """Whether a request's Host names this machine: an IP address, localhost, or a name whose first part is
+    its host name (NAME, NAME.local, NAME.lan as a home router calls it).
     A name that is none of these is a DNS name someone else controls pointing at us (DNS rebinding)."""
     import ipaddress
     import socket
@@ -222,8 +223,8 @@ def _own_host(host_header: str) -> bool:
         return True
     except ValueError:
         pass
-    me = socket.gethostname().lower()
-    return host in ("localhost", me, f"{me}.local", me.split(".")[0] + ".local")
+    me = socket.gethostname().lower().split(".")[0]
+    return host == "localhost" or host.split(".")[0] == me  # raspberrypi, raspberrypi.local, raspberrypi.lan
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -68,6 +69,7 @@ def shown_frame(server, after: int = -1) -> tuple[int, dict]:
         conn.close()
         if r.status == 200:
             return int(r.getheader("X-Edgekit-Seq")), json.loads(r.getheader("X-Edgekit-Status"))
+        time.sleep(0.1)
     raise AssertionError(f"no new picture after {after} in 30 s")
 
 
@@ -158,6 +160,7 @@ def test_a_live_camera_keeps_only_the_latest_crops(camera_frames, tmp_path):
 @pytest.mark.parametrize("path, headers, body, code, words", [
     ("/label", {"Origin": "http://evil.example"}, {"frame": 0, "label": "3"}, 403, "may not post here"),
     ("/label", {"Host": "evil.example:8080"}, {"frame": 0, "label": "3"}, 403, "address this server by its IP address"),
+    ("/label", {"Host": "localhost.evil.example"}, {"frame": 0, "label": "3"}, 403, "address this server by its IP address"),
     ("/label", {"Content-Type": "application/x-www-form-urlencoded"}, b"frame=0&label=3", 415, "send a JSON object"),
     ("/label", {"Content-Type": "text/plain"}, {"frame": 0, "label": "3"}, 415, "send a JSON object"),
     ("/elsewhere", {}, {"frame": 0, "label": "3"}, 404, "not found"),
@@ -168,6 +171,17 @@ def test_posts_from_elsewhere_are_refused(served, path, headers, body, code, wor
     status, answer = post(server, body, path=path, headers=headers)
     assert status == code and words in answer["error"], answer
     assert not list(store.out.rglob("*.png"))
+
+
+def test_the_machine_s_own_names_may_post(served):
+    import socket
+
+    server, store, _, _ = served
+    shown_frame(server)
+    me = socket.gethostname().split(".")[0]
+    for host in ("localhost", f"{me}.local", f"{me}.lan:8080", "[::1]:8080"):
+        status, answer = post(server, {"frame": 99, "label": "3"}, headers={"Host": host})
+        assert status == 409 and "has not been shown yet" in answer["error"], (host, answer)  # past the host check
 
 
 def test_the_page_is_served_and_webcam_has_no_label_path(served):
