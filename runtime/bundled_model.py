@@ -1,7 +1,7 @@
 """The model that ships inside edgekit: ``edgekit predict photo.jpg`` works right after ``pip install edgekit``.
 
-``runtime/bundled/`` holds an int8 TFLite (meant to be the full recipe's; today the default recipe's, seed 0 — its metadata says which) (``model_int8.tflite``, ~1 MB, with its edgekit
-metadata inside), ``model_int8.tflite.sha256`` (``sha256sum`` format) and ``validate.json`` (what
+``runtime/bundled/`` holds the full recipe's int8 TFLite (``model_int8.tflite``, ~1 MB, with its edgekit
+metadata inside, which names the recipe), ``model_int8.tflite.sha256`` (``sha256sum`` format) and ``validate.json`` (what
 ``edgekit validate`` measured on the 10,000 MNIST test images). They are built, never hand-placed, by
 ``scripts/build_bundled_model.sh`` (train --recipe full -> export -> validate -> copy) and installed as package
 data. A source checkout or a wheel built without them gets one clear ``ModelLoadError``.
