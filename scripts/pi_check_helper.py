@@ -54,8 +54,7 @@ INT8_STEPS = (1.0 / 256, 1.0 / 255)  # the output grids: TFLite int8, ONNX QDQ i
 INT8_TOLERANCE = 3.5 / 256
 TOLERANCE = {"float32": 1e-5, "float16": 1e-5, "dynamic": 1e-5, "int8": INT8_TOLERANCE}
 PREDICT_TOLERANCE = 0.05
-PIXEL_TOLERANCE = 4.0 / 255
-EPS = 1e-9
+PIXEL_TOLERANCE = 4.5 / 255  # between grey levels, never on one (worst measured: 2 levels on the PNGs)
 WORKSTATION_ONLY = ("tensorflow", "keras", "tf2onnx", "tf_keras", "tensorboard", "jax")
 
 
@@ -280,8 +279,8 @@ def compare_probabilities(args) -> None:
         if ra:
             d = [abs(p - q) for p, q in zip(ra["x"], rb["x"])]
             max_px, n_px, total_px = max(max_px, max(d)), n_px + sum(v > 1e-9 for v in d), total_px + len(d)
-    if max_px > PIXEL_TOLERANCE + EPS:
-        problems.append(f"preprocessing: max |Δpixel| {max_px * 255:.1f}/255 > {PIXEL_TOLERANCE * 255:.0f}/255")
+    if max_px > PIXEL_TOLERANCE:
+        problems.append(f"preprocessing: max |Δpixel| {max_px * 255:.1f}/255 > {PIXEL_TOLERANCE * 255:.1f}/255")
     pre = {"images": len(pre_a), "boxes_equal": not any("preprocessing found" in p for p in problems),
            "max_abs_pixel_diff": max_px, "max_abs_pixel_diff_grey_levels": round(max_px * 255, 2),
            "pixels_differing": n_px, "pixels": total_px, "tolerance": PIXEL_TOLERANCE}
