@@ -126,6 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            length = None
+        if not self.actions:  # a view without actions (edgekit webcam) takes no POST, as it takes no PUT
+            if length and length > 0:
+                self.rfile.read(min(length, MAX_DRAIN))
+            return self._answer(501, {"error": "this view takes GET and HEAD only"})
+        if length is None:
             return self._answer(411, {"error": "Content-Length required"})
         if length < 0:
             return self._answer(400, {"error": "a negative Content-Length"})

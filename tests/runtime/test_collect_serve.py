@@ -193,7 +193,7 @@ def test_the_page_is_served_and_webcam_has_no_label_path(served):
     assert "<title>edgekit collect</title>" in page and page.count("<button data-label=") == 11
     with StreamServer("127.0.0.1", 0) as webcam:  # the webcam's server takes no POST at all
         status, answer = post(webcam, {"frame": 0, "label": "3"})
-        assert status == 404 and answer == {"error": "not found"}
+        assert status == 501 and answer == {"error": "this view takes GET and HEAD only"}
 
 
 @pytest.mark.parametrize("args, words", [
