@@ -19,19 +19,10 @@ import numpy as np
 
 from edgekit.export.formats import Quantization
 from edgekit.runtime import contract
-from edgekit.runtime.metadata import METADATA_KEY
+from edgekit.runtime.metadata import METADATA_KEY, edgekit_version
 
 SCHEMA = 1
 POLARITY = "white digit on black"
-
-
-def edgekit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgekit")
-    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
-        return "0+unknown"
 
 
 def training_facts(model_path: str | os.PathLike) -> dict | None:

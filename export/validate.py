@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekit.runtime.contract import NUM_CLASSES, to_model_input
 from edgekit.runtime.errors import EdgekitError, ModelLoadError, OptionsError, ParityError
+from edgekit.runtime.metadata import edgekit_version
 
 SCHEMA = 1
 MANIFEST_NAME = "manifest.json"
@@ -226,7 +227,7 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {
             "schema": SCHEMA,
-            "edgekit_version": _version(),
+            "edgekit_version": edgekit_version(),
             "created": self.created,
             "passed": self.passed,
             "failures": len(self.failures),
@@ -575,12 +576,3 @@ def _finite(value: float) -> float | None:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("edgekit")
-    except Exception:  # not installed (running from a checkout)
-        return "unknown"

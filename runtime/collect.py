@@ -36,6 +36,7 @@ from edgekit.runtime.camera import FrameSource, frames_with_retries
 from edgekit.runtime.contract import LABELS
 from edgekit.runtime.errors import DataError, OptionsError
 from edgekit.runtime.images import read_image
+from edgekit.runtime.metadata import edgekit_version
 from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
 
 SUMMARY_FILE = "collect.json"
@@ -87,15 +88,6 @@ def preprocessing_settings(roi: Box | None = None) -> dict:
         "polarity": "ink bright on black (MNIST)",
         "roi": list(roi) if roi is not None else None,
     }
-
-
-def _edgekit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("edgekit")
-    except PackageNotFoundError:  # pragma: no cover - a plain checkout
-        return "0+unknown"
 
 
 @dataclass
@@ -202,7 +194,7 @@ class DigitStore:
             "total": sum(counts.values()),
             "frames_no_digit": sum(int(t.get("no_digit", 0)) for s in sessions for t in s.get("sources", [])),
             "preprocessing": preprocessing_settings(self.roi),
-            "edgekit_version": _edgekit_version(),
+            "edgekit_version": edgekit_version(),
             "sessions": sessions,
         }
         tmp = self.summary_path.with_name(f".{SUMMARY_FILE}.tmp")

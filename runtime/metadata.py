@@ -47,6 +47,16 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     return metadata_from_bytes(data, path.suffix.lower(), name=str(path))
 
 
+def edgekit_version() -> str:
+    """The installed edgekit's version, recorded in what edgekit writes ("0+unknown" from a plain checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgekit")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0+unknown"
+
+
 def model_info(path: str | os.PathLike) -> dict:
     """What a model file is, from its bytes and its embedded metadata alone (no backend, no TensorFlow):
     {"path", "bytes", "sha256", "format", "metadata" (the JSON object, or None)}."""
