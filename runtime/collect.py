@@ -293,20 +293,27 @@ HELP_LINE = "0-9 save as that digit, space skip, q quit"
 
 def preview(frame: np.ndarray, crop: DigitCrop | None, tally: SourceTally) -> np.ndarray:
     """The frame (BGR) with the digit's box, the crop the model would see enlarged in a corner, and the keys."""
-    img = preprocess.to_gray(frame) if frame.ndim == 2 or frame.shape[2] != 3 else frame
-    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
-    h, w = img.shape[:2]
+    h, w = frame.shape[:2]
     s = max(0.5, min(w, h) / 480)
     th = max(1, round(2 * s))
+    img = _boxed(frame, crop, th)
     if crop is not None:
-        x, y, bw, bh = crop.box
-        cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), th)
         side = max(56, min(h, w) // 3)
         big = cv2.resize(crop.image, (side, side), interpolation=cv2.INTER_NEAREST)
         img[:side, w - side:] = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
     status = f"{HELP_LINE}   saved {tally.saved}" + ("" if crop is not None else "   (no digit)")
     cv2.putText(img, status, (int(10 * s), h - int(12 * s)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * s, (0, 0, 0), th + 2)
     cv2.putText(img, status, (int(10 * s), h - int(12 * s)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * s, (255, 255, 255), th)
+    return img
+
+
+def _boxed(frame: np.ndarray, crop: DigitCrop | None, thickness: int) -> np.ndarray:
+    """A BGR copy of the frame with the crop's box drawn in green (none when there is no crop)."""
+    img = preprocess.to_gray(frame) if frame.ndim == 2 or frame.shape[2] != 3 else frame
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
+    if crop is not None:
+        x, y, bw, bh = crop.box
+        cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), thickness)
     return img
 
 
@@ -453,11 +460,8 @@ def page_picture(frame: np.ndarray, crop: DigitCrop | None) -> np.ndarray:
     """What the page shows: the crop CROP_SCALE times (each pixel a square) beside the frame with the digit's box,
     scaled to the same height. No digit: the crop's square is dark grey."""
     side = 28 * CROP_SCALE
-    img = preprocess.to_gray(frame) if frame.ndim == 2 or frame.shape[2] != 3 else frame
-    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
+    img = _boxed(frame, crop, max(2, round(frame.shape[0] / 240)))
     if crop is not None:
-        x, y, bw, bh = crop.box
-        cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), max(2, round(img.shape[0] / 240)))
         big = cv2.cvtColor(cv2.resize(crop.image, (side, side), interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR)
     else:
         big = np.full((side, side, 3), 48, np.uint8)
