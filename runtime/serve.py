@@ -8,8 +8,8 @@ header in one step, so the digit in the header is always the digit of the frame 
 beside a polled status showed one frame's picture under another frame's digit, the gap growing over Wi-Fi).
 ``/stream.mjpg`` (for VLC, ffplay, an ``<img>`` elsewhere) and ``/status.json`` (for scripts) stay.
 
-It serves exactly four paths — ``/`` (the page), ``/frame.jpg``, ``/stream.mjpg`` and ``/status.json`` — and
-404 for anything else, so nothing on the device's disk is reachable through it. A caller may add POST paths
+It serves exactly five paths — ``/`` (the page), ``/frames.js`` (its script), ``/frame.jpg``, ``/stream.mjpg`` and
+``/status.json`` — and 404 for anything else, so nothing on the device's disk is reachable through it. A caller may add POST paths
 (``edgekit collect --serve`` adds ``/label``, see ``Actions``): they take a small JSON object and answer one,
 only from a page of this server (a JSON body, which a page of another site cannot send without asking first;
 an ``Origin``, if any, naming this server's ``Host``; a ``Host`` that is an IP address, localhost or this
@@ -33,6 +33,7 @@ from edgekit.runtime.errors import CameraError, OptionsError
 BOUNDARY = "edgekitframe"
 MAX_VIEWERS = 8
 PAGE = Path(__file__).with_name("page.html")
+FRAMES_JS = Path(__file__).with_name("frames.js")  # the pages' frame-by-frame fetching, shared
 FRAME_WAIT = 2.0  # seconds /frame.jpg waits for a newer frame before answering 204 (no new frame)
 MAX_BODY = 1024  # bytes: a POST body is a small JSON object
 MAX_DRAIN = 64 * 1024  # bytes of a larger body read (and dropped) before refusing it
@@ -104,6 +105,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(200, self.page.read_bytes(), "text/html; charset=utf-8")
+        elif path == "/frames.js":
+            self._send(200, FRAMES_JS.read_bytes(), "text/javascript; charset=utf-8")
         elif path == "/status.json":
             self._send(200, json.dumps(self.hub.status).encode(), "application/json")
         elif path == "/stream.mjpg":

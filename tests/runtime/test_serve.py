@@ -82,7 +82,9 @@ def read_jpegs(server, count: int) -> list[np.ndarray]:
 def test_page_status_and_stream(live_server):
     status, headers, body = _get(live_server, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'id="stream"' in body and b'"/frame.jpg?after="' in body
+    assert b'id="stream"' in body and b'<script src="/frames.js">' in body
+    status, headers, script = _get(live_server, "/frames.js")  # the pages' shared frame-by-frame fetching
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript") and b'"/frame.jpg?after="' in script
     status, headers, body = _get(live_server, "/status.json")
     s = json.loads(body)
     assert status == 200 and set(s) >= {"frame", "digit", "confidence", "box", "fps", "latency_ms", "running"}
