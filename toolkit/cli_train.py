@@ -48,7 +48,7 @@ def train(
     data: Annotated[Optional[Path], typer.Option(help="Keras-layout mnist.npz, a folder of the four IDX files, or a digit folder DIR/<digit>/*.png (default: $EDGEKIT_DATA, then Keras' download).")] = None,
     out: Annotated[Path, typer.Option(help="Run folder for model.keras, metrics.json, history.json, curves.png, confusion.png and the checkpoint.")] = Path("runs/mnist"),
     recipe: Annotated[RecipeName, typer.Option(help=_RECIPE_HELP)] = RecipeName.default,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images [recipe's].")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training images; a fraction ends the last epoch early (1.7) [recipe's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step [recipe's].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Starting (plateau/constant) or peak (onecycle) learning rate [recipe's].")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random rotation, zoom and shift in the input pipeline (never in the saved model) [recipe's].")] = None,
@@ -95,7 +95,7 @@ def train(
     note = lambda msg: typer.echo(f"edgekit: {msg}", err=True)  # noqa: E731
     if not resume:
         r, p = options.recipe, options.resolved_precision()
-        note(f"training recipe {r.name}: {r.epochs} epoch(s), batch {r.batch_size}, {r.optimizer} {r.schedule} "
+        note(f"training recipe {r.name}: {r.epochs:g} epoch(s), batch {r.batch_size}, {r.optimizer} {r.schedule} "
              f"lr {r.learning_rate:g}, label smoothing {r.label_smoothing:g}, BN momentum {r.bn_momentum:g}, "
              f"augment {'on' if r.augment else 'off'}, seed {options.seed}")
         note(f"precision {p.used} ({p.requested}: {p.why})")
@@ -103,7 +103,8 @@ def train(
     result = run(options, callbacks=lambda: [_progress_bar()], log=note)
     m = result.metrics
     typer.echo(f"test accuracy {m['test']['accuracy']:.2%} (loss {m['test']['loss']:.4f}) on {m['test']['images']:,} test images")
-    typer.echo(f"trained {m['epochs']} epoch(s) on {m['train_images']:,} images in {_duration(m['train_seconds'])} "
+    passes = f" ({m['passes']:g} passes)" if m["passes"] != m["epochs"] else ""
+    typer.echo(f"trained {m['epochs']} epoch(s){passes} on {m['train_images']:,} images in {_duration(m['train_seconds'])} "
                f"(recipe {m['recipe']['name']}, {m['precision']['used']}, seed {m['seed']}); "
                f"{_duration(time.perf_counter() - started)} in all")
     typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png, checkpoint.keras")

@@ -55,8 +55,9 @@ class Recipe:
     """How to train: what the presets in RECIPES differ in. Every field can be overridden one by one."""
 
     name: str
-    epochs: int
-    """Passes over the training images."""
+    epochs: float
+    """Passes over the training images. A fraction ends the last epoch early: 1.7 is one whole epoch and 70 %
+    of the steps of a second (a fresh shuffle, as every epoch), with any schedule spread over all the steps."""
     batch_size: int
     optimizer: str
     """``rmsprop`` (the seed: rho 0.9, epsilon 1e-8), ``adam`` or ``adamw``."""
@@ -80,8 +81,8 @@ class Recipe:
     (Keras' mixed policy: float32 variables, bfloat16 arithmetic). What is saved is float32 either way."""
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise OptionsError(f"--epochs must be at least 1, got {self.epochs}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise OptionsError(f"--epochs must be a positive number of passes, got {self.epochs}")
         if self.batch_size < 1:
             raise OptionsError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
@@ -247,8 +248,8 @@ def train(
         stored = TrainOptions.from_json(state["options"])
         options = dataclasses.replace(stored, data=options.data or stored.data, out=out, resume=True,
                                       max_seconds=options.max_seconds)
-        if int(state["epoch"]) >= options.recipe.epochs:
-            raise OptionsError(f"{out}: all {options.recipe.epochs} epochs are done already; nothing to resume")
+        if int(state["epoch"]) >= math.ceil(options.recipe.epochs):
+            raise OptionsError(f"{out}: all {options.recipe.epochs:g} epochs are done already; nothing to resume")
     elif out.exists() and any((out / f).exists() for f in (MODEL_FILE, CHECKPOINT_STATE)):
         raise OptionsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     options.check()
@@ -269,7 +270,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = len(x_train) // recipe.batch_size
-    total_steps = steps_per_epoch * recipe.epochs
+    total_steps = max(1, round(steps_per_epoch * recipe.epochs))
     history: dict[str, list[float]] = {}
     elapsed_before = 0.0
     initial_epoch = 0
@@ -287,9 +288,8 @@ def train(
             raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({line}); "
                                "start a new run in another --out") from None
         _restore_rng_states(model, state.get("dropout_rng"))
-        say(f"resuming {recipe.name} ({precision.used}) from epoch {initial_epoch} of {recipe.epochs} in {out}")
+        say(f"resuming {recipe.name} ({precision.used}) from epoch {initial_epoch} of {recipe.epochs:g} in {out}")
 
-    dataset = _pipeline(x_train, y_train, recipe, options.seed, initial_epoch, steps_per_epoch)
     validation = None
     if len(x_val):
         validation = (to_model_input(x_val), keras.utils.to_categorical(y_val, NUM_CLASSES))
@@ -305,34 +305,42 @@ def train(
     cbs.extend(callbacks() if callable(callbacks) else callbacks)
 
     try:
-        model.fit(
-            dataset,
-            epochs=recipe.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,  # the pipeline orders the data itself (seeded, resumable)
-            validation_data=validation,
-            validation_batch_size=500,
-            callbacks=cbs,
-            verbose=0,
-        )
+        # Whole epochs in one fit, then a fractional last epoch (if any) in a second one with fewer steps:
+        # the optimizer, its schedule and the compiled step carry over; callbacks see the planned epochs.
+        planned = math.ceil(total_steps / steps_per_epoch)
+        for epochs, steps in _epoch_spans(initial_epoch, total_steps, steps_per_epoch):
+            if budget and budget.stopped_at is not None:
+                break
+            model.fit(
+                _pipeline(x_train, y_train, recipe, options.seed, epochs, steps, steps_per_epoch),
+                epochs=planned,
+                initial_epoch=epochs.start,
+                steps_per_epoch=steps,
+                shuffle=False,  # the pipeline orders the data itself (seeded, resumable)
+                validation_data=validation,
+                validation_batch_size=500,
+                callbacks=[*cbs, _StopAfter(keras, epochs.stop)],
+                verbose=0,
+            )
     except KeyboardInterrupt:
         done = saver.epochs_done
         where = f"epoch {done} is saved in {out}" if done else "no epoch was completed, nothing saved"
         raise TrainingInterrupted(
-            f"interrupted during epoch {done + 1} of {recipe.epochs}; {where}; "
+            f"interrupted during epoch {done + 1} of {recipe.epochs:g}; {where}; "
             f"continue with: edgekit train --resume --out {out}"
         ) from None
     if budget and budget.stopped_at is not None:
         say(f"time budget of {options.max_seconds:.0f} s reached after {budget.stopped_at} steps of epoch "
             f"{saver.epochs_done + 1}; evaluating the model as it is")
     train_seconds = elapsed_before + saver.train_seconds
+    steps_done = int(model.optimizer.iterations)
 
     # The test set, once, on what is saved: the float32 model.
     if precision.used != "float32":
         model = float32_copy(model)
     probabilities = model.predict(to_model_input(mnist.x_test), batch_size=500, verbose=0)
-    metrics = _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, len(x_train))
+    metrics = _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, len(x_train),
+                       steps_done)
     _finish(model, out, history, metrics, probabilities, mnist.y_test)
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
 
@@ -384,18 +392,28 @@ def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
     return model
 
 
-def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, initial_epoch: int, steps_per_epoch: int):
-    """Batches for epochs initial_epoch.. from a seeded per-epoch order, so a resumed run sees what the
-    uninterrupted one would have. uint8 -> float per the contract; augmentation per batch, seeded too."""
+def _epoch_spans(initial_epoch: int, total_steps: int, steps_per_epoch: int) -> list[tuple[range, int]]:
+    """(epochs, steps in each) still to train: the whole epochs, then a shorter last one if the recipe's
+    epochs end in a fraction. ``total_steps`` 1,460 of 859 a epoch -> [(range(0, 1), 859), (range(1, 2), 601)]."""
+    whole, rest = divmod(total_steps, steps_per_epoch)
+    spans = [(range(initial_epoch, whole), steps_per_epoch)] if initial_epoch < whole else []
+    if rest:
+        spans.append((range(whole, whole + 1), rest))
+    return spans
+
+
+def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: range, steps: int,
+              steps_per_epoch: int):
+    """``steps`` batches for each of ``epochs`` from a seeded per-epoch order, so a resumed run sees what the
+    uninterrupted one would have. uint8 -> float per the contract; augmentation per batch, seeded by the
+    step's number in the whole run (epoch * steps_per_epoch + step)."""
     import tensorflow as tf
 
-    n_keep = steps_per_epoch * recipe.batch_size
-    order = np.concatenate(
-        [np.random.default_rng([seed, epoch]).permutation(len(x))[:n_keep] for epoch in range(initial_epoch, recipe.epochs)]
-    )
+    n_keep = steps * recipe.batch_size
+    order = np.concatenate([np.random.default_rng([seed, epoch]).permutation(len(x))[:n_keep] for epoch in epochs])
     images = tf.constant(x)
     onehot = tf.constant(np.eye(NUM_CLASSES, dtype=np.float32)[y])
-    first_step = initial_epoch * steps_per_epoch
+    first_step = epochs.start * steps_per_epoch
 
     @tf.autograph.experimental.do_not_convert  # plain graph code; no Python control flow on tensors
     def batch(step, idx):
@@ -435,7 +453,7 @@ def augment_batch(images, seed):
     )
 
 
-def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, n_train) -> dict:
+def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, n_train, steps) -> dict:
     from edgekit.toolkit.plots import confusion_matrix, per_class_accuracy
 
     y = mnist.y_test.astype(np.int64)
@@ -456,6 +474,8 @@ def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver
         "validation": {k: history[k][-1] for k in ("val_accuracy", "val_loss") if history.get(k)},
         "epochs": saver.epochs_done,
         "epochs_planned": options.recipe.epochs,
+        "steps": steps,
+        "passes": round(steps * options.recipe.batch_size / n_train, 3),
         "budget_stopped_at_step": budget.stopped_at if budget else None,
         "train_images": int(n_train),
         "val_images": int(options.val_split),
@@ -518,6 +538,17 @@ def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: d
             )
 
     return EpochSaver()
+
+
+def _StopAfter(keras, epochs: int):
+    """Ends a fit after epoch ``epochs`` (counted from 1), where its span of the data ends."""
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 >= epochs:
+                self.model.stop_training = True
+
+    return StopAfter()
 
 
 def _Budget(keras, seconds: float):

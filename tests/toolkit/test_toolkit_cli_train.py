@@ -25,7 +25,8 @@ def one_error_line(result) -> str:
     "args, message",
     [
         (["--data", "/nowhere/mnist.npz"], "no such file or folder"),
-        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--epochs", "0"], "--epochs must be a positive number of passes, got 0"),
+        (["--epochs", "nan"], "--epochs must be a positive number of passes, got nan"),
         (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
         (["--resume", "--epochs", "3"], "--resume continues the stored options; drop --epochs"),
         (["--resume"], "no checkpoint to resume from"),

@@ -13,6 +13,7 @@ from edgekit.toolkit.train import (
     RECIPES,
     TrainingInterrupted,
     TrainOptions,
+    _epoch_spans,
     _pipeline,
     augment_batch,
     train,
@@ -64,13 +65,15 @@ def weights_of(path) -> list[np.ndarray]:
 
 
 def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, op_determinism):
+    """1.5 epochs: one whole epoch of 20 steps and a last one of 10 (a fraction of an epoch, as the bfloat16
+    default recipe trains), interrupted in the short one."""
     import keras
 
     out = tmp_path / "run"
-    options = tiny(out, small_npz)
+    options = tiny(out, small_npz, epochs=1.5)
 
     # Ctrl-C in the middle of epoch 2: epoch 1 is saved, nothing else.
-    with pytest.raises(TrainingInterrupted, match=r"during epoch 2 of 2; epoch 1 is saved .* --resume") as caught:
+    with pytest.raises(TrainingInterrupted, match=r"during epoch 2 of 1.5; epoch 1 is saved .* --resume") as caught:
         train(options, callbacks=[interrupt_at(epoch=1, batch=3)])
     assert caught.value.exit_code == EXIT_INTERRUPTED
     state = json.loads((out / "checkpoint.json").read_text())
@@ -83,12 +86,12 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, 
         train(options)
     notes = []
     result = train(TrainOptions(data=str(small_npz), out=out, resume=True), log=notes.append)
-    assert notes and "from epoch 1 of 2" in notes[0]
+    assert notes and "from epoch 1 of 1.5" in notes[0]
 
     # The resumed run is the run that was never interrupted: the same seed on this machine gives the same
     # weights, bit for bit, and the same history (the data order, the dropout masks and the optimizer's state
     # all continued where epoch 1 left them). Seconds differ, nothing else.
-    whole = train(tiny(tmp_path / "whole", small_npz))
+    whole = train(tiny(tmp_path / "whole", small_npz, epochs=1.5))
     for resumed, uninterrupted in zip(weights_of(result.model_path), weights_of(whole.model_path), strict=True):
         np.testing.assert_array_equal(resumed, uninterrupted)
     history = json.loads((out / "history.json").read_text())
@@ -97,10 +100,11 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, 
     assert result.test_accuracy == whole.test_accuracy
     assert len(history["loss"]) == 2 and history["loss"][0] == state["history"]["loss"][0]
     assert history["loss"][1] < history["loss"][0]  # it trained (how much, 40 steps cannot say)
-    # The one-cycle schedule continued from the restored step count: it ends at 0, not mid-way.
+    # The one-cycle schedule spans the 30 steps and continued from the restored step count: it ends at 0 with
+    # the short epoch, not mid-way.
     assert history["learning_rate_end"][0] > 1e-4 and history["learning_rate_end"][1] == pytest.approx(0.0, abs=1e-9)
     checkpoint = keras.saving.load_model(out / "checkpoint.keras", safe_mode=True)
-    assert int(checkpoint.optimizer.iterations.numpy()) == 2 * STEPS
+    assert int(checkpoint.optimizer.iterations.numpy()) == STEPS + STEPS // 2
 
     # The run folder.
     names = {p.name for p in out.iterdir()}
@@ -110,6 +114,7 @@ def test_interrupt_resume_and_the_run_folder(small_npz, small_arrays, tmp_path, 
         assert (out / png).read_bytes()[:8] == PNG and (out / png).stat().st_size > 10_000
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["seed"] == 0 and metrics["train_images"] == 800
+    assert (metrics["epochs_planned"], metrics["steps"], metrics["passes"]) == (1.5, 30, 1.5)
     assert metrics["data"]["sha256"] == sha256_file(small_npz)
     assert metrics["recipe"]["optimizer"] == "adam" and metrics["recipe"]["batch_size"] == 40
     assert metrics["train_seconds"] > 0 and len(metrics["seconds_per_epoch"]) == 2
@@ -137,12 +142,18 @@ def test_pipeline_is_seeded_and_a_resumed_one_sees_the_same_batches(small_arrays
     recipe = RECIPES["full"].__class__(**{**RECIPES["full"].__dict__, "epochs": 3, "batch_size": 50})
     x, y = small_arrays["x_train"][:300], small_arrays["y_train"][:300].astype(np.int32)
 
-    def batches(seed, first_epoch):
-        return [(xb.numpy(), yb.numpy()) for xb, yb in _pipeline(x, y, recipe, seed, first_epoch, 6)]
+    def batches(seed, first_epoch, steps=6):
+        return [(xb.numpy(), yb.numpy()) for xb, yb in _pipeline(x, y, recipe, seed, range(first_epoch, 3), steps, 6)]
 
     whole = batches(7, 0)
     assert len(whole) == 18
     again, resumed, other = batches(7, 0), batches(7, 1), batches(8, 0)
+    # A short last epoch (epochs 2.5) is the start of the whole one: the same order, the same warps.
+    short = [(xb.numpy(), yb.numpy()) for xb, yb in _pipeline(x, y, recipe, 7, range(2, 3), 3, 6)]
+    assert len(short) == 3
+    for (xa, ya), (xb, yb) in zip(whole[12:15], short, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
     for (xa, ya), (xb, yb) in zip(whole, again):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
@@ -154,6 +165,15 @@ def test_pipeline_is_seeded_and_a_resumed_one_sees_the_same_batches(small_arrays
     labels = [np.concatenate([yb.argmax(1) for _, yb in whole[e * 6:(e + 1) * 6]]) for e in range(3)]
     assert all(np.array_equal(np.bincount(l, minlength=10), np.bincount(y, minlength=10)) for l in labels)
     assert not np.array_equal(labels[0], labels[1])
+
+
+def test_a_fraction_of_an_epoch_is_a_short_last_epoch():
+    # (epochs still to train, steps in each) from (first epoch, all steps, steps per epoch): 1.7 epochs of 859
+    assert _epoch_spans(0, 1460, 859) == [(range(0, 1), 859), (range(1, 2), 601)]
+    assert _epoch_spans(1, 1460, 859) == [(range(1, 2), 601)]  # resumed after the whole epoch
+    assert _epoch_spans(0, 1718, 859) == [(range(0, 2), 859)]  # whole epochs: one span, as always
+    assert _epoch_spans(1, 1718, 859) == [(range(1, 2), 859)]
+    assert _epoch_spans(0, 300, 859) == [(range(0, 1), 300)]  # less than one epoch
 
 
 def test_augmentation_moves_digits_a_little(small_arrays):
@@ -178,7 +198,7 @@ def test_augmentation_moves_digits_a_little(small_arrays):
 def test_options_are_checked_before_any_work(small_npz, tmp_path):
     with pytest.raises(OptionsError, match="unknown recipe 'ful'; did you mean 'full'"):
         TrainOptions.preset("ful")
-    with pytest.raises(OptionsError, match="--epochs must be at least 1"):
+    with pytest.raises(OptionsError, match="--epochs must be a positive number of passes, got 0"):
         train(tiny(tmp_path / "a", small_npz, epochs=0))
     with pytest.raises(OptionsError, match="--val-split 1200 leaves no training images"):
         train(tiny(tmp_path / "b", small_npz, val_split=1200))
