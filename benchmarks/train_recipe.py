@@ -1,7 +1,7 @@
 """The seed recipe against edgekit's default, on the same machine with the same wall-time budget, over seeds.
 
     python benchmarks/train_recipe.py --data ../shared/data/mnist.npz [--seeds 0 1 2] [--precision auto]
-                                      [--out /tmp/edgekit-recipe] [--full RUN ...]
+                                      [--out /tmp/edgekit-recipe] [--full RUN ...] [--full-pace IMAGES]
 
 For each seed, side by side: `edgekit train --recipe seed` (the notebook's: RMSprop 1e-3, batch 64,
 ReduceLROnPlateau, one epoch, float32) and `edgekit train --precision P` (the default recipe; P is ``auto`` unless
@@ -12,7 +12,11 @@ both see the same machine load on this shared, noisy machine; the seed's trainin
 first, then the default with a hard budget of the seed's measured time.
 
 All runs hold out the same 5,000 validation images and touch the test set once. ``--full RUN`` adds already
-trained full-recipe run folders to the table. Prints a table, writes benchmarks/results/train_recipe.json.
+trained full-recipe run folders to the table (a 38-minute run cannot be paired with 8 float32 epochs on this
+machine's two cores); ``--full-pace IMAGES`` times one pass of the full recipe in float32 and in P side by side
+(augmentation on, no validation), and the per-image ratio gives each full run's time in float32 full-recipe
+epochs, to set against the goal of less than today's 8. Prints a table, writes
+benchmarks/results/train_recipe.json.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ RESULTS = HERE / "results" / "train_recipe.json"
 
 
 DEFAULT_GOAL = 0.993
+FULL_GOAL = 0.997
+FLOAT32_FULL = 8 * 55_000  # images today's float32 full recipe trains on: 8 epochs of 55,000
 TIME_NOISE = 1.02  # the default may take 2 % longer than the seed's epoch: timing noise on a shared machine
+
+
+def passes(metrics: dict) -> float:
+    """Passes over the training images (a fractional last epoch counts its part; older runs: whole epochs)."""
+    return metrics.get("passes", metrics["epochs"])
 
 
 def row(name: str, metrics: dict, command: str) -> dict:
@@ -45,11 +56,12 @@ def row(name: str, metrics: dict, command: str) -> dict:
         "test_accuracy": metrics["test"]["accuracy"],
         "test_loss": metrics["test"]["loss"],
         "epochs": metrics["epochs"],
+        "passes": passes(metrics),
         "train_images": metrics["train_images"],
         "train_seconds": metrics["train_seconds"],
         "budget_stopped_at_step": metrics.get("budget_stopped_at_step"),
         "images_per_second": round(
-            metrics["train_images"] * metrics["epochs"] / metrics["train_seconds"], 1
+            metrics["train_images"] * passes(metrics) / metrics["train_seconds"], 1
         ) if metrics["train_seconds"] else None,
         "settings": (
             f"{r['optimizer']} {r['schedule']} lr {r['learning_rate']:g}, batch {r['batch_size']}, "
@@ -60,11 +72,11 @@ def row(name: str, metrics: dict, command: str) -> dict:
     }
 
 
-def side_by_side(out: Path, data: list[str], seed: int, precision: str) -> tuple[dict, dict]:
-    """The seed recipe and the default, started together; their metrics.json."""
+def side_by_side(out: Path, data: list[str], seed: int, runs: dict[str, list[str]]) -> tuple[dict, ...]:
+    """``edgekit train`` runs (name: their arguments), started together; their metrics.json in that order."""
     exe = shutil.which("edgekit", path=str(Path(sys.executable).parent)) or shutil.which("edgekit") or "edgekit"
     procs = {}
-    for name, extra in (("seed", ["--recipe", "seed"]), ("default", ["--precision", precision])):
+    for name, extra in runs.items():
         cmd = [exe, "train", *extra, *data, "--seed", str(seed), "--out", str(out / name)]
         print("$ " + " ".join(cmd), flush=True)
         log = open(out / f"{name}.log", "w")
@@ -74,7 +86,7 @@ def side_by_side(out: Path, data: list[str], seed: int, precision: str) -> tuple
         log.close()
         if proc.returncode != 0:
             raise SystemExit(f"{name} run (seed {seed}) failed (exit {proc.returncode}); see {log.name}")
-    return tuple(json.loads((out / n / "metrics.json").read_text()) for n in ("seed", "default"))
+    return tuple(json.loads((out / n / "metrics.json").read_text()) for n in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
                    help="the default recipe's --precision (the seed recipe is float32 always)")
     p.add_argument("--full", type=Path, nargs="*", default=[], help="already trained full-recipe run folders to list")
+    p.add_argument("--full-pace", type=int, default=0, metavar="IMAGES",
+                   help="time the full recipe in float32 and in --precision side by side over IMAGES training images "
+                        "(one pass, no validation): their per-image ratio turns each --full run into float32 full-recipe "
+                        "epochs; the goal is fewer than today's 8")
     p.add_argument("--sequential", action="store_true", help="seed first, then the default capped at its time")
     p.add_argument("--reuse", type=Path, help="a finished benchmark folder (holding s<seed>/seed and s<seed>/default): "
                                               "tabulate it again without training (e.g. to add --full)")
@@ -110,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   precision=args.precision, max_seconds=budget)).metrics
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            seed_m, default_m = side_by_side(folder, data, seed, args.precision)
+            seed_m, default_m = side_by_side(folder, data, seed, {"seed": ["--recipe", "seed"],
+                                                                  "default": ["--precision", args.precision]})
         rows.append(row("seed", seed_m, f"edgekit train --recipe seed --data DATA --seed {seed}"))
         rows.append(row("default", default_m, f"edgekit train --precision {args.precision} --data DATA --seed {seed}"))
         ratio = default_m["train_seconds"] / seed_m["train_seconds"]
@@ -118,17 +135,35 @@ def main(argv: list[str] | None = None) -> int:
                       "time_ratio": round(ratio, 3), "default_accuracy": default_m["test"]["accuracy"],
                       "seed_accuracy": seed_m["test"]["accuracy"],
                       "met": default_m["test"]["accuracy"] >= DEFAULT_GOAL and ratio <= TIME_NOISE})
+    pace = None
+    if args.full_pace:
+        folder = out / "full-pace"
+        one_pass = ["--recipe", "full", "--epochs", "1", "--limit", str(args.full_pace), "--val-split", "0"]
+        runs = {"a-float32": [*one_pass, "--precision", "float32"],
+                f"b-{args.precision}": [*one_pass, "--precision", args.precision]}
+        if args.reuse:
+            f32, other = (json.loads((folder / n / "metrics.json").read_text()) for n in runs)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            f32, other = side_by_side(folder, data, 0, runs)
+        pace = {"images": args.full_pace, "float32_seconds": f32["train_seconds"],
+                "seconds": other["train_seconds"], "precision": other["precision"]["used"],
+                "ratio": round(other["train_seconds"] / f32["train_seconds"], 3)}
     for run in args.full:
         full = json.loads((run / "metrics.json").read_text())
-        rows.append(row("full", full, f"edgekit train --recipe full --data DATA --seed {full['seed']}  (run: {run})"))
+        r = row("full", full, f"edgekit train --recipe full --data DATA --seed {full['seed']}"
+                              f"{' --val-split 0' if full['val_images'] == 0 else ''}  (run: {run})")
+        if pace and r["precision"] == pace["precision"]:
+            r["float32_full_epochs"] = round(r["passes"] * r["train_images"] * pace["ratio"] / (FLOAT32_FULL / 8), 2)
+        rows.append(r)
 
     print()
-    print(f"{'recipe':<8} {'seed':>4} {'precision':>9} {'test acc':>9} {'test loss':>9} {'epochs':>6} {'train s':>8} "
+    print(f"{'recipe':<8} {'seed':>4} {'precision':>9} {'test acc':>9} {'test loss':>9} {'passes':>6} {'train s':>8} "
           f"{'img/s':>6}  settings")
     for r in rows:
         stop = f" (stopped by budget at step {r['budget_stopped_at_step']})" if r["budget_stopped_at_step"] else ""
         print(f"{r['recipe']:<8} {r['seed']:>4} {r['precision']:>9} {r['test_accuracy']:>9.2%} {r['test_loss']:>9.4f} "
-              f"{r['epochs']:>6} {r['train_seconds']:>8.0f} {r['images_per_second'] or 0:>6.0f}  {r['settings']}{stop}")
+              f"{r['passes']:>6g} {r['train_seconds']:>8.0f} {r['images_per_second'] or 0:>6.0f}  {r['settings']}{stop}")
     print()
     for pair in pairs:
         print(f"seed {pair['seed']}: default {pair['default_accuracy']:.2%} in {pair['time_ratio']:.2f}x the seed "
@@ -141,9 +176,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{worst_ratio:.2f}x the seed's time: goal (>= {DEFAULT_GOAL:.1%} within the seed's one-epoch time on every "
           f"seed, {TIME_NOISE - 1:.0%} timing noise allowed) {'MET' if met else 'MISSED'}")
     full_rows = [r for r in rows if r["recipe"] == "full"]
+    if pace:
+        print(f"full-recipe pace, side by side over {pace['images']:,} images: {pace['precision']} "
+              f"{pace['seconds']:.0f} s, float32 {pace['float32_seconds']:.0f} s: ratio {pace['ratio']:.3f}")
     for r in full_rows:
-        print(f"full recipe (seed {r['seed']}, {r['precision']}): {r['test_accuracy']:.2%} in {r['train_seconds'] / 60:.1f} min: "
-              f"goal >= 99.7 % {'met' if r['test_accuracy'] >= 0.997 else 'MISSED'}")
+        print(f"full recipe (seed {r['seed']}, {r['precision']}, {r['passes']:g} passes of {r['train_images']:,}): "
+              f"{r['test_accuracy']:.2%} in {r['train_seconds'] / 60:.1f} min: "
+              f"goal >= {FULL_GOAL:.1%} {'met' if r['test_accuracy'] >= FULL_GOAL else 'MISSED'}", end="")
+        if "float32_full_epochs" in r:
+            print(f"; the time of {r['float32_full_epochs']:.2f} float32 full-recipe epochs (goal < 8): "
+                  f"{'met' if r['float32_full_epochs'] < 8 else 'MISSED'}", end="")
+        print()
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")
@@ -156,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode,
         "precision": args.precision,
         "seeds": args.seeds,
-        "goal": {"default_accuracy": DEFAULT_GOAL, "time_ratio": TIME_NOISE, "full_accuracy": 0.997},
+        "goal": {"default_accuracy": DEFAULT_GOAL, "time_ratio": TIME_NOISE, "full_accuracy": FULL_GOAL,
+                 "full_float32_epochs": 8},
+        "full_pace": pace,
         "worst": {"default_accuracy": worst_accuracy, "time_ratio": worst_ratio},
         "default_goal_met": met,
         "pairs": pairs,
