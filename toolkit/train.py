@@ -128,8 +128,9 @@ RECIPES: dict[str, Recipe] = {
 # more: these replace the recipes above when ``auto``/``bfloat16`` resolves to bfloat16. Where it resolves to
 # float32 (no native bfloat16), the recipes above give the float32 results they always gave.
 BF16_RECIPES: dict[str, Recipe] = {
-    # Two passes instead of one, in about the time of one float32 seed epoch.
-    "default": dataclasses.replace(RECIPES["default"], epochs=2),
+    # 1.8 passes instead of one, in the time of one float32 seed epoch (a bfloat16 pass takes ~0.54 of it here),
+    # at a peak rate of 3e-3 (measured over seeds 0-2: 99.39-99.51 %, where 2e-3 gave 99.31-99.41 %).
+    "default": dataclasses.replace(RECIPES["default"], epochs=1.8, learning_rate=3e-3),
     # Ten passes instead of eight, the same steps otherwise, in less time than the float32 recipe's eight.
     "full": dataclasses.replace(RECIPES["full"], epochs=10),
 }
