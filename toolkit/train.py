@@ -476,7 +476,7 @@ def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver
         "epochs": saver.epochs_done,
         "epochs_planned": options.recipe.epochs,
         "steps": steps,
-        "passes": round(steps * options.recipe.batch_size / n_train, 3),
+        "passes": round(steps / (n_train // options.recipe.batch_size), 3),  # epochs' worth of steps: 1.8, 1
         "budget_stopped_at_step": budget.stopped_at if budget else None,
         "train_images": int(n_train),
         "val_images": int(options.val_split),
