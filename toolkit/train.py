@@ -128,8 +128,9 @@ RECIPES: dict[str, Recipe] = {
 # more: these replace the recipes above when ``auto``/``bfloat16`` resolves to bfloat16. Where it resolves to
 # float32 (no native bfloat16), the recipes above give the float32 results they always gave.
 BF16_RECIPES: dict[str, Recipe] = {
-    # 1.8 passes instead of one, in the time of one float32 seed epoch (a bfloat16 pass takes ~0.54 of it here),
-    # at a peak rate of 3e-3 (measured over seeds 0-2: 99.39-99.51 %, where 2e-3 gave 99.31-99.41 %).
+    # 1.8 passes instead of one, in about the time of one float32 seed epoch (a bfloat16 pass took 0.53-0.60 of it
+    # side by side here, so 1.8 took 0.96-1.08 of it), at a peak rate of 3e-3 (seeds 0-2: 99.39-99.43 %; at 2e-3
+    # 1.8 passes gave 99.31-99.41 %, one thread each). docs/training.md has the measurements.
     "default": dataclasses.replace(RECIPES["default"], epochs=1.8, learning_rate=3e-3),
     # Ten passes instead of eight, the same steps otherwise, in less time than the float32 recipe's eight.
     "full": dataclasses.replace(RECIPES["full"], epochs=10),
