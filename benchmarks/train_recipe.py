@@ -8,8 +8,10 @@ ReduceLROnPlateau, one epoch, float32) and `edgekit train --precision P` (the de
 given: bfloat16 where the CPU has it natively, float32 elsewhere) run AT THE SAME TIME through the real CLI, so
 both see the same machine load on this shared, noisy machine; the seed's training time is the budget. The goal
 (default >= 99.3 % within the seed's time, 2 % timing noise allowed) must hold on EVERY seed: the worst counts.
-``--precision float32`` shows what a machine without bfloat16 gets. ``--sequential`` instead runs the seed
-first, then the default with a hard budget of the seed's measured time.
+``--precision float32`` shows what a machine without bfloat16 gets. ``--threads 1`` gives each run one thread,
+so on two cores each has a core of its own; by default both take all cores and oversubscribe the machine, and how
+the kernel then shares it between a float32 and a bfloat16 process moves the ratio by ~10 % from round to round.
+``--sequential`` instead runs the seed first, then the default with a hard budget of the seed's measured time.
 
 All runs hold out the same 5,000 validation images and touch the test set once. ``--full RUN`` adds already
 trained full-recipe run folders to the table (a 38-minute run cannot be paired with 8 float32 epochs on this
@@ -73,15 +75,20 @@ def row(name: str, metrics: dict, command: str) -> dict:
     }
 
 
-def side_by_side(out: Path, data: list[str], seed: int, runs: dict[str, list[str]]) -> tuple[dict, ...]:
-    """``edgekit train`` runs (name: their arguments), started together; their metrics.json in that order."""
+def side_by_side(out: Path, data: list[str], seed: int, runs: dict[str, list[str]],
+                 threads: int | None = None) -> tuple[dict, ...]:
+    """``edgekit train`` runs (name: their arguments), started together, each with ``threads`` threads (None:
+    TensorFlow's choice, as many as the machine's cores); their metrics.json in that order."""
     exe = shutil.which("edgekit", path=str(Path(sys.executable).parent)) or shutil.which("edgekit") or "edgekit"
+    env = dict(os.environ)
+    if threads:
+        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")})
     procs = {}
     for name, extra in runs.items():
         cmd = [exe, "train", *extra, *data, "--seed", str(seed), "--out", str(out / name)]
         print("$ " + " ".join(cmd), flush=True)
         log = open(out / f"{name}.log", "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
     for name, (proc, log) in procs.items():
         proc.wait()
         log.close()
@@ -102,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="time the full recipe in float32 and in --precision side by side over IMAGES training images "
                         "(one pass, no validation): their per-image ratio turns each --full run into float32 full-recipe "
                         "epochs; the goal is fewer than today's 8")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads per run (default: TensorFlow's, all cores each, so two runs oversubscribe the "
+                        "machine); 1 on a 2-core machine gives each run a core of its own")
+    p.add_argument("--json", type=Path, default=RESULTS, help="where the results go (default %(default)s)")
     p.add_argument("--sequential", action="store_true", help="seed first, then the default capped at its time")
     p.add_argument("--reuse", type=Path, help="a finished benchmark folder (holding s<seed>/seed and s<seed>/default): "
                                               "tabulate it again without training (e.g. to add --full)")
@@ -110,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.reuse or Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     data = ["--data", args.data] if args.data else []
     mode = "sequential, default capped at the seed's time" if args.sequential else "side by side (both at once, same load)"
+    if args.threads and not args.sequential:
+        mode += f", {args.threads} thread(s) each"
     rows, pairs = [], []
     for seed in args.seeds:
         folder = out / f"s{seed}"
@@ -128,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folder.mkdir(parents=True, exist_ok=True)
             seed_m, default_m = side_by_side(folder, data, seed, {"seed": ["--recipe", "seed"],
-                                                                  "default": ["--precision", args.precision]})
+                                                                  "default": ["--precision", args.precision]},
+                                             args.threads)
         rows.append(row("seed", seed_m, f"edgekit train --recipe seed --data DATA --seed {seed}"))
         rows.append(row("default", default_m, f"edgekit train --precision {args.precision} --data DATA --seed {seed}"))
         ratio = default_m["train_seconds"] / seed_m["train_seconds"]
@@ -146,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             f32, other = (json.loads((folder / n / "metrics.json").read_text()) for n in runs)
         else:
             folder.mkdir(parents=True, exist_ok=True)
-            f32, other = side_by_side(folder, data, 0, runs)
+            f32, other = side_by_side(folder, data, 0, runs, args.threads)
         pace = {"images": args.full_pace, "float32_seconds": f32["train_seconds"],
                 "seconds": other["train_seconds"], "precision": other["precision"]["used"],
                 "ratio": round(other["train_seconds"] / f32["train_seconds"], 3)}
@@ -189,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'met' if r['float32_full_epochs'] < FULL_EPOCHS else 'MISSED'}", end="")
         print()
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
+    results = args.json
+    results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = results.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({
         "benchmark": "train_recipe",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -209,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "out": str(out),
     }, indent=2) + "\n")
-    os.replace(tmp, RESULTS)
-    print(f"wrote {RESULTS}")
+    os.replace(tmp, results)
+    print(f"wrote {results}")
     return 0
 
 
