@@ -99,14 +99,17 @@ def choose(requested: str, cpuinfo: str | None = None, gpu: str | None | bool = 
 
 
 def float32_copy(model):
-    """The same model with every layer's dtype policy float32 and the same weights: what gets saved and exported
-    (a model built under mixed_bfloat16 keeps that policy in its config, and an export would inherit its casts)."""
+    """The same model with every layer's dtype policy float32, Keras' own layers and the same weights: what gets
+    saved and exported (a model built under mixed_bfloat16 keeps that policy in its config, and an export would
+    inherit its casts; training's fused BatchNormalization becomes Keras' BatchNormalization)."""
     import keras
 
     config = model.get_config()
     for layer in config["layers"]:
         if layer["class_name"] != "InputLayer":
             layer["config"]["dtype"] = "float32"
+        if layer["class_name"] == "TrainingBatchNormalization":  # training's fused kernel: Keras' own layer
+            layer.update(module="keras.layers", class_name="BatchNormalization", registered_name=None)
     copy = keras.Sequential.from_config(config)
     copy.set_weights(model.get_weights())
     return copy

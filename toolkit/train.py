@@ -29,6 +29,7 @@ import numpy as np
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError
 from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
+from edgekit.toolkit.model import build_model, training_batch_norm
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -284,6 +285,7 @@ def train(
         history = {k: list(v) for k, v in state["history"].items()}
         elapsed_before = float(state["train_seconds"])
         try:
+            training_batch_norm()  # registers the checkpoint's fused BatchNormalization class
             model = keras.saving.load_model(out / CHECKPOINT_FILE, safe_mode=True)
         except Exception as e:  # a damaged or foreign checkpoint: the user's file, said in one line
             line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
@@ -337,9 +339,8 @@ def train(
     train_seconds = elapsed_before + saver.train_seconds
     steps_done = int(model.optimizer.iterations)
 
-    # The test set, once, on what is saved: the float32 model.
-    if precision.used != "float32":
-        model = float32_copy(model)
+    # The test set, once, on what is saved: the float32 model with Keras' own layers.
+    model = float32_copy(model)
     probabilities = model.predict(to_model_input(mnist.x_test), batch_size=500, verbose=0)
     metrics = _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, len(x_train),
                        steps_done)
@@ -367,9 +368,8 @@ def _split(mnist, options: TrainOptions):
 
 
 def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
-    from edgekit.toolkit.model import build_model
 
-    model = build_model(bn_momentum=recipe.bn_momentum, dtype=precision.keras_policy)
+    model = build_model(bn_momentum=recipe.bn_momentum, dtype=precision.keras_policy, fused_bn=True)
     lr: Any = recipe.learning_rate
     if recipe.schedule == "onecycle":
         warmup = int(recipe.warmup * total_steps)
