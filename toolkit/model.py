@@ -62,7 +62,7 @@ def training_batch_norm():
     """BatchNormalization whose training step on images is TensorFlow's fused kernel.
 
     Keras 3 trains BatchNormalization as some twenty separate ops (moments, broadcasts, casts to float32 and
-    back), which took about half of a mixed-bfloat16 step of this CNN on a 2-core Xeon. ``FusedBatchNormV3``
+    back): about half the op time of a mixed-bfloat16 step of this CNN on a 2-core Xeon with AMX. ``FusedBatchNormV3``
     is one op, which oneDNN runs natively in bfloat16 (statistics in float32): the same normalisation with the
     same weights and the same moving averages (Keras keeps the batch variance uncorrected, so the kernel's
     Bessel correction is undone). Everything else (inference, the Dense layer's 2-D BatchNormalization,
