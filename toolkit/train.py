@@ -28,8 +28,8 @@ import numpy as np
 
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError
-from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
 from edgekit.toolkit.model import build_model, training_batch_norm
+from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -125,16 +125,16 @@ RECIPES: dict[str, Recipe] = {
     ),
 }
 
-# Where training runs in bfloat16 (a step takes ~0.6 of the float32 time on this CPU) the same wall time buys
+# Where training runs in bfloat16 (a step takes ~0.4 of the float32 time on this CPU) the same wall time buys
 # more: these replace the recipes above when ``auto``/``bfloat16`` resolves to bfloat16. Where it resolves to
-# float32 (no native bfloat16), the recipes above give the float32 results they always gave.
+# float32 (no native bfloat16), the float32 recipes above train.
 BF16_RECIPES: dict[str, Recipe] = {
-    # 1.8 passes instead of one, in about the time of one float32 seed epoch (a bfloat16 pass took 0.53-0.60 of it
-    # side by side here, so 1.8 took 0.96-1.08 of it), at a peak rate of 3e-3 (seeds 0-2: 99.39-99.43 %; at 2e-3
-    # 1.8 passes gave 99.31-99.41 %, one thread each). docs/training.md has the measurements.
+    # 1.8 passes instead of one at a peak rate of 3e-3: 99.38-99.42 % in 0.74-0.78 of the float32 seed epoch's
+    # time, side by side here (seeds 0-2). docs/training.md has the measurements.
     "default": dataclasses.replace(RECIPES["default"], epochs=1.8, learning_rate=3e-3),
-    # Ten passes instead of eight, the same steps otherwise, in less time than the float32 recipe's eight.
-    "full": dataclasses.replace(RECIPES["full"], epochs=10),
+    # 14 epochs instead of 8, the same steps otherwise: an augmented bfloat16 pass took 0.49 of the float32
+    # one side by side here, so 14 cost ~6.9 float32 epochs.
+    "full": dataclasses.replace(RECIPES["full"], epochs=14),
 }
 
 
