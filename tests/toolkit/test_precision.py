@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -85,9 +86,12 @@ def test_bfloat16_training_saves_and_exports_float32(small_npz, tmp_path):
     result = train(tiny_bf16(run, small_npz))
     checkpoint = keras.saving.load_model(run / "checkpoint.keras", safe_mode=True)
     assert "mixed_bfloat16" in dtype_policies(checkpoint)  # it really trained in bfloat16
+    assert "TrainingBatchNormalization" in {type(layer).__name__ for layer in checkpoint.layers}  # fused kernel
 
     model = keras.saving.load_model(result.model_path, safe_mode=True)
     assert dtype_policies(model) == {"float32"}
+    with zipfile.ZipFile(result.model_path) as saved:  # Keras' own layers only: it loads without edgekit
+        assert "edgekit>" not in saved.read("config.json").decode()
     assert {str(w.dtype) for w in model.weights} <= {"float32", "int64", "uint32"}  # (dropout RNG state: ints)
     np.testing.assert_array_equal(np.concatenate([w.ravel() for w in model.get_weights()]),
                                   np.concatenate([w.ravel() for w in checkpoint.get_weights()]))
