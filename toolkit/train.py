@@ -368,7 +368,6 @@ def _split(mnist, options: TrainOptions):
 
 
 def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
-
     model = build_model(bn_momentum=recipe.bn_momentum, dtype=precision.keras_policy, fused_bn=True)
     lr: Any = recipe.learning_rate
     if recipe.schedule == "onecycle":
