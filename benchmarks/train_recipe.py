@@ -7,7 +7,8 @@ For each seed, side by side: `edgekit train --recipe seed` (the notebook's: RMSp
 ReduceLROnPlateau, one epoch, float32) and `edgekit train --precision P` (the default recipe; P is ``auto`` unless
 given: bfloat16 where the CPU has it natively, float32 elsewhere) run AT THE SAME TIME through the real CLI, so
 both see the same machine load on this shared, noisy machine; the seed's training time is the budget. The goal
-(default >= 99.3 % within the seed's time, 2 % timing noise allowed) must hold on EVERY seed: the worst counts.
+(default >= 99.3 % trained in bfloat16, >= 99.0 % in float32, within the seed's time, 2 % timing noise allowed) must
+hold on EVERY seed: the worst counts.
 ``--precision float32`` shows what a machine without bfloat16 gets. ``--threads 1`` gives each run one thread,
 so on two cores each has a core of its own; by default both take all cores and oversubscribe the machine, and how
 the kernel then shares it between a float32 and a bfloat16 process moves the ratio by ~10 % from round to round.
@@ -37,7 +38,9 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "train_recipe.json"
 
 
-DEFAULT_GOAL = 0.993
+# The default's accuracy goal by the precision it trained in: bfloat16's (issue 12) and float32's, the goal before
+# bfloat16 and what a machine without it still gets.
+DEFAULT_GOALS = {"bfloat16": 0.993, "float32": 0.990}
 FULL_GOAL = 0.997
 FULL_EPOCHS = 8  # today's float32 full recipe: 8 epochs of the 55,000 training images the default holds out 5,000 of
 FLOAT32_EPOCH = 55_000
@@ -146,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row("seed", seed_m, f"edgekit train --recipe seed --data DATA --seed {seed}"))
         rows.append(row("default", default_m, f"edgekit train --precision {args.precision} --data DATA --seed {seed}"))
         ratio = default_m["train_seconds"] / seed_m["train_seconds"]
+        precision = rows[-1]["precision"]  # what the default trained in
+        goal = DEFAULT_GOALS[precision]
         pairs.append({"seed": seed, "seed_seconds": seed_m["train_seconds"], "default_seconds": default_m["train_seconds"],
                       "time_ratio": round(ratio, 3), "default_accuracy": default_m["test"]["accuracy"],
                       "seed_accuracy": seed_m["test"]["accuracy"],
-                      "met": default_m["test"]["accuracy"] >= DEFAULT_GOAL and ratio <= TIME_NOISE})
+                      "precision": precision, "goal": goal,
+                      "met": default_m["test"]["accuracy"] >= goal and ratio <= TIME_NOISE})
     pace = None
     if args.full_pace:
         folder = out / "full-pace"
@@ -186,9 +192,11 @@ def main(argv: list[str] | None = None) -> int:
               f"seed recipe {pair['seed_accuracy']:.2%}): {'met' if pair['met'] else 'MISSED'}")
     worst_accuracy = min(p["default_accuracy"] for p in pairs)
     worst_ratio = max(p["time_ratio"] for p in pairs)
+    goals = {p["precision"]: p["goal"] for p in pairs}
     met = all(p["met"] for p in pairs)
     print(f"\n{mode}, worst of seeds {', '.join(map(str, args.seeds))}: default {worst_accuracy:.2%}, "
-          f"{worst_ratio:.2f}x the seed's time: goal (>= {DEFAULT_GOAL:.1%} within the seed's one-epoch time on every "
+          f"{worst_ratio:.2f}x the seed's time: goal (>= {', '.join(f'{g:.1%} in {p}' for p, g in goals.items())} "
+          f"within the seed's one-epoch time on every "
           f"seed, {TIME_NOISE - 1:.0%} timing noise allowed) {'MET' if met else 'MISSED'}")
     full_rows = [r for r in rows if r["recipe"] == "full"]
     if pace:
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": mode,
         "precision": args.precision,
         "seeds": args.seeds,
-        "goal": {"default_accuracy": DEFAULT_GOAL, "time_ratio": TIME_NOISE, "full_accuracy": FULL_GOAL,
+        "goal": {"default_accuracy": DEFAULT_GOALS, "time_ratio": TIME_NOISE, "full_accuracy": FULL_GOAL,
                  "full_float32_epochs": FULL_EPOCHS},
         "full_pace": pace,
         "worst": {"default_accuracy": worst_accuracy, "time_ratio": worst_ratio},
