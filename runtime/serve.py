@@ -250,15 +250,19 @@ class _Reader:
         self._budget: int | None = None
         self.closed = False
 
-    def phase(self, seconds: float, budget: int | None = None) -> None:
-        self._deadline, self._budget = time.monotonic() + seconds, budget
+    def phase(self, seconds: float, late: str, budget: int | None = None) -> None:
+        """From now on: everything read within ``seconds`` (else 408 ``late``), at most ``budget`` bytes of lines."""
+        self._deadline, self._late, self._budget = time.monotonic() + seconds, late, budget
 
     def _fill(self) -> bool:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError
+            raise _Refused(408, self._late)
         self._sock.settimeout(left)
-        chunk = self._sock.recv(65536)
+        try:
+            chunk = self._sock.recv(65536)
+        except TimeoutError:
+            raise _Refused(408, self._late) from None
         self._buf += chunk
         return bool(chunk)
 
@@ -325,19 +329,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.request_version, self.command, self.requestline, self.path = "HTTP/1.0", None, "", "/"
         limits = self.server.limits
         try:
-            try:
-                self.rfile.phase(limits.header_s, limits.max_header_bytes)
-                self._request()
-            except TimeoutError:
-                raise _Refused(408, "request not received in time; send it at once") from None
+            self.rfile.phase(limits.header_s, f"request line and headers not received within {limits.header_s:g} s; "
+                                              "send them at once", limits.max_header_bytes)
+            self._request()
         except _Refused as r:
             try:
                 self._answer(r.code, {"error": str(r)})
                 self._linger()
             except (OSError, ValueError):
                 pass
-        except (ConnectionError, TimeoutError) as e:  # the client went away or stopped reading
-            self.server.drops.note(type(e).__name__)
+        except (ConnectionError, TimeoutError) as e:  # the client went away, or stopped reading for write_s
+            self.server.drops.note("a write timed out" if isinstance(e, TimeoutError) else type(e).__name__)
         except Exception as e:  # noqa: BLE001 - a bug here costs one connection and one line, never a traceback
             self.server.drops.note(f"internal error: {type(e).__name__}: {(str(e) or '').splitlines()[:1]}")
             try:
@@ -391,14 +393,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(400, "Content-Length is not a number") from None
         if length < 0:
             raise _Refused(400, "a negative Content-Length")
-        self.rfile.phase(self.server.limits.body_s)
-        want = min(length, MAX_DRAIN)
-        try:
-            body = self.rfile.read(want)
-        except TimeoutError:
-            body = b""
-        if len(body) < want:
-            raise _Refused(408, f"body shorter than its Content-Length ({length} bytes) after {self.server.limits.body_s:g} s")
+        late = f"body shorter than its Content-Length ({length} bytes) after {self.server.limits.body_s:g} s"
+        self.rfile.phase(self.server.limits.body_s, late)
+        body = self.rfile.read(min(length, MAX_DRAIN))
+        if len(body) < min(length, MAX_DRAIN):  # the client closed its side early
+            raise _Refused(400, f"body shorter than its Content-Length ({length} bytes)")
         return body
 
     def _admit(self) -> None:

@@ -179,10 +179,12 @@ def _wait_live(browser: "DevTools", seconds: float = 60) -> None:
 
 
 def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_sigint):
+    """With --token, as a server bound beyond loopback has by default: Chromium opens the printed URL (its
+    ?token=), the first load keeps the token in a cookie, and the page's own requests carry it."""
     video = write_video(tmp_path / "desk.avi", [f for f, _, _ in camera_frames[:300]], fps=10)  # plays for 30 s
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]), "-s", str(video),
-         "--serve", "127.0.0.1:0"],
+         "--serve", "127.0.0.1:0", "--token"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
     browser = None
@@ -194,10 +196,17 @@ def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_
                 url = m.group(1)
                 break
         assert url and url.startswith("http://127.0.0.1:"), "webcam --serve did not say where it serves"
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{20,}", url), url
         browser = DevTools()
+        browser.open(url.split("?")[0])  # without the token: refused, and the page says so
+        deadline = time.monotonic() + 30
+        while not (text := browser.evaluate("document.body ? document.body.innerText : ''")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "access token" in text, text
         browser.open(url)
         browser.call("Emulation.setDeviceMetricsOverride", width=900, height=640, deviceScaleFactor=1, mobile=False)
         _wait_live(browser)  # on a loaded machine the first frame can take a while
+        assert browser.evaluate("location.href") == url.split("?")[0]  # the token went to a cookie, off the address bar
         time.sleep(1.0)
         dom = browser.evaluate("document.documentElement.outerHTML")
         shot = tmp_path / "webcam_page.png"

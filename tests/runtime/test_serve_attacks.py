@@ -393,18 +393,21 @@ def test_open_connections_are_bounded():
 
 @pytest.mark.slow
 def test_the_page_answers_under_slow_readers_and_slowloris(camera_frames):
-    """The load test, bounded: 8 stream viewers that never read, 8 /frame.jpg pollers that never read and
-    24 slowloris sockets, for 6 s; meanwhile the page polls /frame.jpg as the browser does and loads /."""
+    """The load test, bounded: 8 stream viewers and 8 /frame.jpg requests reading 1 KB/s and 24 slowloris
+    sockets, for 8 s (benchmarks/serve_load.py); meanwhile the page polls /frame.jpg as frames.js does and loads /."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("serve_load", REPO / "benchmarks" / "serve_load.py")
     serve_load = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(serve_load)
-    result = serve_load.run_load(readers=8, frame_readers=8, slowloris=24, seconds=6.0, limits=Limits(header_s=2.0, write_s=2.0))
+    result = serve_load.run_load(readers=8, frame_readers=8, slowloris=24, seconds=8.0, limits=Limits(header_s=2.0, write_s=2.0))
     assert result["page_requests"] >= 10, result
     assert result["page_failures"] == 0, result
-    assert result["page_max_ms"] < 1000, result  # measured: see benchmarks/results/serve_load.json
-    assert result["slowloris_dropped"] == 24 and result["readers_dropped"] >= 8, result
+    # A generous functional bound, not a speed goal: measured worst 68 ms over 617 answers under this load
+    # (benchmarks/results/serve_load.json); the code before issue 26 answered 503 to 28,554 of 28,849.
+    assert result["page_max_ms"] < 1000, result
+    assert result["slowloris_dropped"] == 24, result  # each at the 2 s header deadline
+    assert result["server_drops"] >= 8 and result["server_open_connections_at_end"] <= 2, result  # the streams: write deadline
 
 
 # --- SIGTERM and SIGINT end `collect` alike ------------------------------------------------------------
