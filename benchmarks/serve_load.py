@@ -1,7 +1,7 @@
 """Load on the web view (issue 26), on loopback only: does the page still answer while slow clients hold on?
 
     python benchmarks/serve_load.py [--readers 8] [--frame-readers 8] [--slowloris 24] [--seconds 20]
-                                    [--server PATH/serve.py]
+                                    [--server PATH/serve.py] [--tag NAME]
 
 A ``StreamServer`` on 127.0.0.1 gets a 640x480 JPEG published at 30 fps, and for ``--seconds``:
 - ``--readers`` viewers of ``/stream.mjpg`` and ``--frame-readers`` of ``/frame.jpg`` that read 1 KB a second
@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--server", type=Path, help="another serve.py to load StreamServer from (no Limits)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "serve_load.json")
+    ap.add_argument("--tag", help="the run's key in the JSON (default: current, or old with --server)")
     args = ap.parse_args()
     server_class, label = None, "this tree"
     if args.server:
@@ -230,7 +231,7 @@ def main() -> None:
         print(f"{k:<{width}}  {v}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs = json.loads(args.out.read_text()) if args.out.exists() else {}
-    runs["old" if args.server else "current"] = r
+    runs[args.tag or ("old" if args.server else "current")] = r
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -25,8 +25,9 @@ Who may ask (every request, GET as POST, before anything else is looked at):
 
 Slow or hostile clients hold nothing for long (``Limits``): the request line and headers must arrive within
 ``header_s`` in all and within ``max_header_bytes`` (431), a body within ``body_s`` (408), each write within
-``write_s``; at most ``max_connections`` connections are open, and streams and the page's ``/frame.jpg`` polls
-have separate slots, so stream viewers never make the page "busy". Every refusal is a status and one JSON line
+``write_s``; at most ``max_connections`` connections are open (when all are taken, the one that has been sending
+its headers longest makes room), and streams and the page's ``/frame.jpg`` polls have separate slots, so stream
+viewers never make the page "busy". Every refusal is a status and one JSON line
 ``{"error": "..."}``; a client that resets or stops reading ends only its own thread, and at most one line a
 minute says so on stderr, never a traceback.
 """
@@ -77,7 +78,7 @@ class Limits:
     body_s: float = 10.0  # a POST body, in all; a shorter body than its Content-Length is then 408
     write_s: float = 10.0  # each write (a page, a frame, one part of a stream), in all
     max_header_bytes: int = 16 * 1024  # request line and headers together; over it 431
-    max_connections: int = 64  # open at once (one thread each); more are answered 503 and closed
+    max_connections: int = 64  # open at once (one thread each); see _Server.process_request
     max_streams: int = 8  # /stream.mjpg viewers at once
     max_frame_waits: int = 32  # /frame.jpg requests waiting for a frame at once (the pages' polls)
 
@@ -368,6 +369,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refused(414, "request line over 64 KB")
         if not self.parse_request():  # has answered (send_error below)
             return
+        self.server.headers_read(self.request)
         self._body = self._read_body()
         self._admit()
         method = getattr(self, f"do_{self.command}", None)
@@ -559,14 +561,30 @@ class _Server(ThreadingHTTPServer):
         self.streams = threading.BoundedSemaphore(limits.max_streams)
         self.frame_waits = threading.BoundedSemaphore(limits.max_frame_waits)
         self._open = 0
+        self._reading: dict[socket.socket, float] = {}  # connections still sending their headers -> since when
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request, client_address) -> None:
+        """A thread for the connection, within ``max_connections``. When they are all taken, the one that has
+        been sending its headers longest is closed to make room (a slowloris socket, never a page being
+        served); when none is, the new connection is answered 503 at once."""
+        evict = None
         with self._open_lock:
             full = self._open >= self.limits.max_connections
+            if full and self._reading:
+                evict = min(self._reading, key=self._reading.get)
+                del self._reading[evict]
+                full = False
             if not full:
                 self._open += 1
+                self._reading[request] = time.monotonic()
+        if evict is not None:
+            self.drops.note("a connection still sending its headers, closed to make room")
+            try:
+                evict.shutdown(socket.SHUT_RDWR)  # its thread reads the end and finishes
+            except OSError:
+                pass
         if full:  # answered here, in the accepting thread, without waiting on the client
             self.drops.note("too many connections")
             body = json.dumps({"error": f"too many connections ({self.limits.max_connections}); try again"}).encode()
@@ -581,18 +599,23 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._closed_one()
+            self._closed_one(request)
             raise
 
-    def _closed_one(self) -> None:
+    def headers_read(self, request) -> None:
+        with self._open_lock:
+            self._reading.pop(request, None)
+
+    def _closed_one(self, request) -> None:
         with self._open_lock:
             self._open -= 1
+            self._reading.pop(request, None)
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._closed_one()
+            self._closed_one(request)
 
     def handle_error(self, request, client_address) -> None:  # one line at most, never socketserver's traceback
         import sys
