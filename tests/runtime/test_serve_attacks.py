@@ -476,3 +476,26 @@ def test_a_signal_ends_collect_with_its_summary_and_a_collect_json_equal_to_the_
     assert session["saved"] == 2 and session["sources"][0]["saved"] == 2
     assert session["sources"][0]["frames"] >= 2  # the final write, not the one after the last label
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+# --- the options -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["collect", "webcam"])
+@pytest.mark.parametrize("args, words", [
+    (["--allow-host", "pi.example.org"], "--allow-host goes with --serve HOST:PORT"),
+    (["--no-token"], "--token/--no-token goes with --serve HOST:PORT"),
+    (["--serve", "127.0.0.1:0", "--allow-host", "a b"], "--allow-host 'a b': expected a host name or address"),
+    (["--serve", "127.0.0.1:0", "--allow-host", "pi@evil.example"], "--allow-host 'pi@evil.example': expected"),
+    (["--serve", "127.0.0.1:0", "--allow-host", "pi:http"], "--allow-host 'pi:http': expected"),
+])
+def test_serve_options_are_checked_before_anything_opens(tmp_path, command, args, words):
+    from typer.testing import CliRunner
+
+    from edgekit.toolkit.cli import app
+
+    base = ["collect", "0", "--out", str(tmp_path / "o")] if command == "collect" else ["webcam", "--source", "0", "--headless"]
+    result = CliRunner().invoke(app, [*base, *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("edgekit: error:")]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "o").exists()
