@@ -433,6 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
         self.connection.settimeout(self.server.limits.write_s)  # the whole answer, not each piece of it
+        if self.request_version == "HTTP/0.9":  # a garbled request line: answer with a status all the same
+            self.request_version = "HTTP/1.0"
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
