@@ -40,6 +40,7 @@ import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -116,8 +117,6 @@ class FrameHub:
             if (self._seq <= seen or self._jpeg is None) and not self.closed:  # before the first frame too
                 self._cond.wait(timeout)
             return self._seq, self._jpeg, self.status
-
-
 
 
 def _name(text: str) -> str:
@@ -218,7 +217,7 @@ class _DropLog:
     def __init__(self):
         self._lock = threading.Lock()
         self._count = 0
-        self._last = -LOG_EVERY
+        self._last: float | None = None
         self.total = 0
 
     def note(self, what: str) -> None:
@@ -226,7 +225,7 @@ class _DropLog:
             self._count += 1
             self.total += 1
             now = time.monotonic()
-            if now - self._last < LOG_EVERY:
+            if self._last is not None and now - self._last < LOG_EVERY:
                 return
             count, self._count, self._last = self._count, 0, now
         log.warning("edgekit: web view: %d connection(s) ended early in the last %.0f s (latest: %s)", count, LOG_EVERY, what)
@@ -620,9 +619,8 @@ class _Server(ThreadingHTTPServer):
             self._closed_one(request)
 
     def handle_error(self, request, client_address) -> None:  # one line at most, never socketserver's traceback
-        import sys
-
-        self.drops.note(f"{sys.exc_info()[0].__name__ if sys.exc_info()[0] else 'error'}")
+        kind = sys.exc_info()[0]
+        self.drops.note(kind.__name__ if kind is not None else "error")
 
     @property
     def open_connections(self) -> int:
