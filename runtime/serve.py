@@ -639,6 +639,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def page_url(host: str, port: int, token: str | None = None) -> str:
+    """The URL to open for a server bound to ``host``: that address, or this machine's ``NAME.local`` when bound
+    to every interface (``0.0.0.0`` is no address to open from a laptop); ``?token=`` when it has a token."""
+    if host in WILDCARDS:
+        host = f"{socket.gethostname().lower().split('.')[0]}.local"
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"http://{netloc}/" + (f"?token={token}" if token else "")
+
+
 class StreamServer:
     """The web view, running in a background thread until ``stop()``. Use as a context manager. ``page`` is
     the HTML served at ``/``; ``actions`` the POST paths (none for ``edgekit webcam``); ``allow_hosts`` names
@@ -673,13 +682,7 @@ class StreamServer:
 
     @property
     def url(self) -> str:
-        """The URL to open: the bind address (this machine's ``NAME.local`` when bound to every interface),
-        with ``?token=`` when the server has a token."""
-        host, port = self.address
-        if host in WILDCARDS:
-            host = f"{socket.gethostname().lower().split('.')[0]}.local"
-        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return f"http://{netloc}/" + (f"?token={self.httpd.token}" if self.httpd.token else "")
+        return page_url(*self.address, self.httpd.token)
 
     def start(self) -> "StreamServer":
         self._thread.start()

@@ -297,8 +297,9 @@ def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, term
     crops = [(c[0].image if (c := find_digits(f)) else None) for f in decoded]  # what the runtime would see
     assert crops[2] is None and all(c is not None for i, c in enumerate(crops) if i != 2)
     out = tmp_path / "mine"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit.toolkit.cli", "collect", str(video), "--out", str(out), "--serve", "127.0.0.1:0"],
+    proc = subprocess.Popen(  # with a token: the page's label posts carry it in the cookie the first load set
+        [sys.executable, "-m", "edgekit.toolkit.cli", "collect", str(video), "--out", str(out), "--serve", "127.0.0.1:0",
+         "--token"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
     browser = None
@@ -309,7 +310,7 @@ def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, term
             if m := re.search(r"serving the collect page on (http://\S+)", proc.stderr.readline()):
                 url = m.group(1)
                 break
-        assert url and url.startswith("http://127.0.0.1:"), "collect --serve did not say where it serves"
+        assert url and url.startswith("http://127.0.0.1:") and "?token=" in url, "collect --serve did not say where it serves"
         browser = DevTools()
         browser.open(url)
         browser.call("Emulation.setDeviceMetricsOverride", width=1000, height=700, deviceScaleFactor=1, mobile=False)

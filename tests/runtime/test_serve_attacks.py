@@ -222,11 +222,16 @@ def test_the_token_is_asked_of_every_request_and_the_first_page_load_sets_a_cook
 
 
 def test_a_server_bound_beyond_loopback_wants_a_token_by_default():
-    from edgekit.runtime.serve import wants_token
+    from edgekit.runtime.serve import page_url, wants_token
 
     assert not wants_token("127.0.0.1", None) and not wants_token("::1", None) and not wants_token("localhost", None)
     assert wants_token("0.0.0.0", None) and wants_token("::", None) and wants_token("192.168.1.20", None)
+    assert wants_token("raspberrypi.local", None)
     assert not wants_token("0.0.0.0", False) and wants_token("127.0.0.1", True)
+    # the URL printed for a laptop to open: the machine's NAME.local for a server on every interface
+    assert page_url("0.0.0.0", 8080, "abc") == f"http://{SHORT}.local:8080/?token=abc"
+    assert page_url("::", 8080) == f"http://{SHORT}.local:8080/"
+    assert page_url("::1", 8080) == "http://[::1]:8080/" and page_url("192.168.1.20", 80, "t") == "http://192.168.1.20:80/?token=t"
 
 
 # --- finding 3: every refusal one JSON line, never a traceback -----------------------------------------
