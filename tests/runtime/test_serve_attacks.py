@@ -257,7 +257,8 @@ def _reset(port: int, data: bytes) -> None:
     s.close()
 
 
-def test_resets_and_broken_pipes_log_one_line_at_most(any_server, capfd):
+def test_resets_and_broken_pipes_log_one_line_at_most(any_server, capfd, caplog):
+    caplog.set_level("WARNING", logger="edgekit.runtime.serve")
     port = any_server.address[1]
     for _ in range(9):
         _reset(port, f"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode())  # mid-request
@@ -267,6 +268,9 @@ def test_resets_and_broken_pipes_log_one_line_at_most(any_server, capfd):
     assert request(port)[0] == 200  # still well
     err = capfd.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+    lines = [r.getMessage() for r in caplog.records if r.name == "edgekit.runtime.serve"]
+    assert len(lines) == 1 and lines[0].startswith("edgekit: web view: 1 connection(s) ended early"), lines
+    assert any_server.httpd.drops.total >= 9  # every reset counted, one line said so
 
 
 @pytest.mark.parametrize("headers, words", [
