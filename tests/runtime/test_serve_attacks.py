@@ -161,6 +161,21 @@ def test_the_policy_refuses_look_alikes(any_server, host):
     one_json_error(status, body)
 
 
+def test_the_address_a_request_arrived_on_is_one_of_the_names():
+    """Bound to every interface, a laptop opens http://<the Pi's LAN address>:PORT/: that address is the one the
+    connection arrived on, so it is allowed without listing interfaces; another address is not."""
+    from edgekit.runtime.serve import HostPolicy
+
+    policy = HostPolicy.for_server("0.0.0.0", 8080)
+    assert policy.allows("192.168.1.20:8080", local_address="192.168.1.20")
+    assert policy.allows("192.168.1.20:8080", local_address="::ffff:192.168.1.20")  # a dual-stack socket's spelling
+    assert policy.allows("[fe80::1]:8080", local_address="fe80::1")
+    assert not policy.allows("192.168.1.21:8080", local_address="192.168.1.20")
+    assert not policy.allows("192.168.1.20:8081", local_address="192.168.1.20")
+    assert not policy.allows("0.0.0.0:8080", local_address="192.168.1.20")
+    assert not policy.allows("192.168.1.20:8080")
+
+
 def test_a_request_without_host_is_refused(any_server):
     status, _, body = raw(any_server.address[1], b"GET /status.json HTTP/1.0\r\n\r\n")
     assert status == 403 and "Host" in one_json_error(status, body)
