@@ -12,6 +12,7 @@ EXIT_CHECK_FAILED = 1  # a check ran and failed (validate's parity thresholds)
 EXIT_BAD_INPUT = 2  # bad input or usage: missing/corrupt files, wrong options
 EXIT_ENVIRONMENT = 3  # the machine cannot do it: no camera, missing package, disk full
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), where a command ends cleanly on it (collect)
 
 
 class EdgekitError(Exception):

@@ -25,8 +25,12 @@ function followFrames(showStatus, onStopped) {
         after = Number(r.headers.get("X-Edgekit-Seq"));
       } else if (r.status === 204 && s) {
         if (!s.running) { onStopped(s); wait = 2000; }
+      } else if (r.status === 401 || r.status === 403) {  // no token, or a name the server does not answer to
+        const answer = await r.json().catch(() => ({}));
+        $("state").textContent = answer.error || "refused (" + r.status + ")";
+        wait = 5000;
       } else {
-        $("state").textContent = r.status === 503 ? "busy (too many viewers)" : "error " + r.status;
+        $("state").textContent = r.status === 503 ? "busy (too many requests)" : "error " + r.status;
         wait = 1000;
       }
     } catch (e) {

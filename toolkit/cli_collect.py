@@ -7,15 +7,17 @@ module reads the options, checks them before any source is opened, and reports.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError
-from edgekit.toolkit.cli import command
-from edgekit.toolkit.cli_runtime import IMAGE_SUFFIXES, _quiet_opencv, _roi
+from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_TERMINATED, EdgekitError, OptionsError
+from edgekit.toolkit.cli import command, fail
+from edgekit.toolkit.cli_runtime import ALLOW_HOST, IMAGE_SUFFIXES, TOKEN, _quiet_opencv, _roi, announce_token, serve_address, start_server
 
 
 def _is_image_source(spec: str) -> bool:
@@ -48,11 +50,14 @@ def collect(
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image or frame to accept, in pixels (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000).")] = None,
     serve: Annotated[Optional[str], typer.Option("--serve", metavar="HOST:PORT", help="Label on a web page instead of a window (a Pi without a screen): the crop, and buttons 0-9 that save it. Host 127.0.0.1 unless given.")] = None,
+    allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
+    token: Annotated[Optional[bool], TOKEN] = None,
 ) -> None:
     """Collect your own digits: each frame goes through the runtime's preprocessing and the 28x28 crop the model
     would see is saved under its digit. Without --label or --labels-from-names a window shows the camera: keys
     0-9 save the crop as that digit, space skips, q quits; with --serve HOST:PORT a web page does the same
-    (Ctrl-C stops). Exit 0, or 2 when a source could not be read (the others are still collected)."""
+    (Ctrl-C stops). Exit 0, or 2 when a source could not be read (the others are still collected); Ctrl-C 130 and
+    SIGTERM 143, each after writing collect.json and the summary."""
     from edgekit.runtime import collect as rc
 
     digit = rc.parse_label(label) if label is not None else None
@@ -65,13 +70,9 @@ def collect(
     box = _roi(roi)
     kinds = [(s, _is_image_source(s)) for s in sources]
     interactive = digit is None and not labels_from_names
-    address = None
-    if serve is not None:
-        from edgekit.runtime.serve import parse_address
-
-        if not interactive:
-            raise OptionsError("--serve labels each crop on the page; --label and --labels-from-names label them all: give one")
-        address = parse_address(serve)
+    address = serve_address(serve, allow_host, token)
+    if address is not None and not interactive:
+        raise OptionsError("--serve labels each crop on the page; --label and --labels-from-names label them all: give one")
     if interactive:
         images = [s for s, is_image in kinds if is_image]
         if images:
@@ -101,8 +102,11 @@ def collect(
         from edgekit.runtime.serve import StreamServer
 
         desk = rc.LabelDesk(store)
-        server = StreamServer(*address, page=rc.PAGE, actions={"/label": desk.label}).start()
+        server = start_server(StreamServer, address, allow_host, token, page=rc.PAGE, actions={"/label": desk.label})
         typer.echo(f"edgekit: serving the collect page on {server.url} (Ctrl-C stops)", err=True)
+        announce_token(server)
+    stopped: KeyboardInterrupt | None = None
+    previous = _end_on_sigterm()
     try:
         for spec, is_image in kinds:
             if store.full:
@@ -136,15 +140,21 @@ def collect(
                 worst = max(worst, e.exit_code)
                 typer.echo(f"edgekit: error: {e}", err=True)
                 continue
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (_Terminated): stop, then end as below
+        stopped = e
     finally:
-        if server is not None:
-            desk.close()  # no label is saved after this: the summary below is the last word
-            server.stop()
-        if window:
-            import cv2
+        hold = _hold_signals()  # a second Ctrl-C or SIGTERM waits: collect.json is written whatever comes
+        try:
+            if server is not None:
+                desk.close()  # no label is saved after this: the summary below is the last word
+                server.stop()
+            if window:
+                import cv2
 
-            cv2.destroyAllWindows()
-        summary = store.write_summary()
+                cv2.destroyAllWindows()
+            summary = store.write_summary()
+        finally:
+            _restore_signals(hold, previous)
     no_digit = sum(t.no_digit for t in store.tallies)
     unreadable = sum(t.unreadable for t in store.tallies)
     added = ", ".join(f"{d}: {n}" for d, n in store.added.items() if n) or "none"
@@ -152,4 +162,37 @@ def collect(
                + (f"; {unreadable} file(s) unreadable" if unreadable else ""))
     typer.echo(f"{out} now holds {summary['total']} crop(s): "
                + ", ".join(f"{d}: {n}" for d, n in summary["counts"].items()) + f" (see {out / rc.SUMMARY_FILE})")
+    if isinstance(stopped, _Terminated):
+        raise fail("terminated (SIGTERM); what was saved is kept", EXIT_TERMINATED)
+    if stopped is not None:
+        raise stopped  # the command's "interrupted", exit 130
     raise typer.Exit(worst)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd's stop, `kill`), raised in the main thread to end collecting as Ctrl-C does."""
+
+
+def _end_on_sigterm():
+    """SIGTERM raises _Terminated from now on (once); the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, terminated)
+
+
+def _hold_signals():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _restore_signals(hold, previous) -> None:
+    if hold is None:
+        return
+    signal.signal(signal.SIGINT, hold[0])
+    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -172,6 +172,44 @@ def _union(boxes: list) -> list | None:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
+# --serve's companions, shared by `webcam` and `collect` (docs/runtime.md, "Who may use the page").
+ALLOW_HOST = typer.Option(
+    "--allow-host", metavar="NAME[:PORT]",
+    help="With --serve: another name the page may be opened by (repeatable): a DNS name of this machine, or "
+         "localhost:9000 for an SSH tunnel on another port. Its own addresses, localhost, NAME and NAME.local always may.")
+TOKEN = typer.Option(
+    "--token/--no-token",
+    help="With --serve: ask every request for an access token, printed once in the URL at start (the first page "
+         "load keeps it in a cookie). Default: on when HOST is not loopback ($EDGEKIT_SERVE_TOKEN fixes its value).",
+    show_default=False)
+
+
+def serve_address(serve: Optional[str], allow_host: Optional[List[str]], token: Optional[bool]):
+    """``--serve``'s (host, port), or None; its companions refused without it."""
+    if serve is None:
+        if allow_host or token is not None:
+            raise OptionsError(f"{'--allow-host' if allow_host else '--token/--no-token'} goes with --serve HOST:PORT")
+        return None
+    from edgekit.runtime.serve import HostPolicy, parse_address
+
+    address = parse_address(serve)
+    HostPolicy.for_server(address[0], address[1], allow_host or ())  # a bad --allow-host: one line, before anything opens
+    return address
+
+
+def start_server(server_class, address, allow_host: Optional[List[str]], token: Optional[bool], **kwargs):
+    """The web view on ``address`` with the Host policy's extra names and, when wanted, an access token."""
+    from edgekit.runtime.serve import new_token, wants_token
+
+    value = (os.environ.get("EDGEKIT_SERVE_TOKEN") or new_token()) if wants_token(address[0], token) else None
+    return server_class(*address, allow_hosts=allow_host or (), token=value, **kwargs).start()
+
+
+def announce_token(server) -> None:
+    if server.httpd.token:
+        typer.echo("edgekit: open that URL as printed: it holds the page's access token (--no-token: none)", err=True)
+
+
 @command("webcam")
 def webcam(
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
@@ -185,6 +223,8 @@ def webcam(
         Optional[str],
         typer.Option("--serve", help="Serve the annotated stream and a live page on HOST:PORT (host 127.0.0.1 unless given)."),
     ] = None,
+    allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
+    token: Annotated[Optional[bool], TOKEN] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
     roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
@@ -203,11 +243,7 @@ def webcam(
     window = not headless and serve is None
     if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise OptionsError("no display to open a window on; use --headless for JSON lines or --serve 127.0.0.1:8080 for a web page")
-    address = None
-    if serve is not None:
-        from edgekit.runtime.serve import parse_address
-
-        address = parse_address(serve)
+    address = serve_address(serve, allow_host, token)
 
     import cv2
 
@@ -223,8 +259,9 @@ def webcam(
     if address is not None:
         from edgekit.runtime.serve import StreamServer
 
-        server = StreamServer(*address).start()
+        server = start_server(StreamServer, address, allow_host, token)
         typer.echo(f"edgekit: serving the camera on {server.url} (Ctrl-C stops)", err=True)
+        announce_token(server)
     stream = open_source(source, max_pixels)  # after the model and the server, so a failure there never holds the camera
     out = sys.stdout
 

@@ -83,7 +83,7 @@ def test_validate_refuses_a_lambda_reference(lambda_model_path, exported, small_
 def _get(port: int, target: str, method: str = "GET") -> tuple[int, bytes]:
     """One raw HTTP/1.1 request (the path exactly as given, no client-side normalisation)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk

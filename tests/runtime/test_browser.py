@@ -179,10 +179,12 @@ def _wait_live(browser: "DevTools", seconds: float = 60) -> None:
 
 
 def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_sigint):
+    """With --token, as a server bound beyond loopback has by default: Chromium opens the printed URL (its
+    ?token=), the first load keeps the token in a cookie, and the page's own requests carry it."""
     video = write_video(tmp_path / "desk.avi", [f for f, _, _ in camera_frames[:300]], fps=10)  # plays for 30 s
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgekit.toolkit.cli", "webcam", "-m", str(models["int8.tflite"]), "-s", str(video),
-         "--serve", "127.0.0.1:0"],
+         "--serve", "127.0.0.1:0", "--token"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
     browser = None
@@ -194,10 +196,17 @@ def test_chromium_shows_the_live_page(models, camera_frames, tmp_path, terminal_
                 url = m.group(1)
                 break
         assert url and url.startswith("http://127.0.0.1:"), "webcam --serve did not say where it serves"
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{20,}", url), url
         browser = DevTools()
+        browser.open(url.split("?")[0])  # without the token: refused, and the page says so
+        deadline = time.monotonic() + 30
+        while not (text := browser.evaluate("document.body ? document.body.innerText : ''")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "access token" in text, text
         browser.open(url)
         browser.call("Emulation.setDeviceMetricsOverride", width=900, height=640, deviceScaleFactor=1, mobile=False)
         _wait_live(browser)  # on a loaded machine the first frame can take a while
+        assert browser.evaluate("location.href") == url.split("?")[0]  # the token went to a cookie, off the address bar
         time.sleep(1.0)
         dom = browser.evaluate("document.documentElement.outerHTML")
         shot = tmp_path / "webcam_page.png"
@@ -288,8 +297,9 @@ def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, term
     crops = [(c[0].image if (c := find_digits(f)) else None) for f in decoded]  # what the runtime would see
     assert crops[2] is None and all(c is not None for i, c in enumerate(crops) if i != 2)
     out = tmp_path / "mine"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit.toolkit.cli", "collect", str(video), "--out", str(out), "--serve", "127.0.0.1:0"],
+    proc = subprocess.Popen(  # with a token: the page's label posts carry it in the cookie the first load set
+        [sys.executable, "-m", "edgekit.toolkit.cli", "collect", str(video), "--out", str(out), "--serve", "127.0.0.1:0",
+         "--token"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint,
     )
     browser = None
@@ -300,7 +310,7 @@ def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, term
             if m := re.search(r"serving the collect page on (http://\S+)", proc.stderr.readline()):
                 url = m.group(1)
                 break
-        assert url and url.startswith("http://127.0.0.1:"), "collect --serve did not say where it serves"
+        assert url and url.startswith("http://127.0.0.1:") and "?token=" in url, "collect --serve did not say where it serves"
         browser = DevTools()
         browser.open(url)
         browser.call("Emulation.setDeviceMetricsOverride", width=1000, height=700, deviceScaleFactor=1, mobile=False)

@@ -54,7 +54,7 @@ def read_jpegs(server, count: int) -> list[np.ndarray]:
     """Read ``count`` JPEG parts from /stream.mjpg over a plain socket and decode them."""
     host, port = server.address
     with socket.create_connection((host, port), timeout=10) as s:
-        s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
         f = s.makefile("rb")
         status = f.readline()
         assert b" 200 " in status, status
@@ -122,7 +122,7 @@ def test_frame_without_a_new_one_is_204_and_a_bad_query_400():
 def test_nothing_else_is_served(live_server, path):
     host, port = live_server.address
     with socket.create_connection((host, port), timeout=10) as s:  # raw: http.client might normalize the path
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
         reply = b""
         while chunk := s.recv(65536):
             reply += chunk
@@ -134,7 +134,7 @@ def test_two_viewers_and_a_viewer_that_hangs_up(live_server):
     # one viewer connects and vanishes mid-stream
     host, port = live_server.address
     s = socket.create_connection((host, port), timeout=10)
-    s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
     s.recv(1000)
     s.close()
     results: list = [None, None]
