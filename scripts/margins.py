@@ -167,30 +167,42 @@ def aggregate(runs: list[dict]) -> list[dict]:
 
 
 def by_axis(runs: list[dict]) -> tuple[list[str], list[dict]]:
-    """Per assertion, the worst value seen at each value of each axis that varied: (columns, rows)."""
-    points = {(axis, str(row.get(axis, DEFAULTS.get(axis)))) for run in runs for row in run["checks"]
-              for axis in ("seed", "threads", *AXES)}
-    varied = [axis for axis in ("seed", "threads", *AXES) if len({v for a, v in points if a == axis}) > 1]
-    columns = [(axis, value) for axis in varied for value in sorted({v for a, v in points if a == axis})]
+    """Per assertion, the worst value seen at each value of each axis that varied: (columns, rows). For the
+    arithmetic axes: one column where all of them are at their defaults, then one per other value."""
+    def value(row: dict, axis: str) -> str:
+        return str(row.get(axis, DEFAULTS.get(axis)))
+
+    def at_defaults(row: dict) -> bool:
+        return all(value(row, a) == DEFAULTS[a] for a in AXES)
+
+    rows_all = [row for run in runs for row in run["checks"]]
+    columns: list[tuple[str, object]] = []
+    for axis in ("seed", "threads"):
+        values = sorted({value(r, axis) for r in rows_all})
+        if len(values) > 1:
+            columns += [(f"{axis}={v}", lambda r, a=axis, v=v: value(r, a) == v) for v in values]
+    others = [(axis, v) for axis in AXES for v in sorted({value(r, axis) for r in rows_all}) if v != DEFAULTS[axis]]
+    if others:
+        columns.append(("arithmetic defaults", at_defaults))
+        columns += [(f"{axis}={v}", lambda r, a=axis, v=v: value(r, a) == v) for axis, v in others]
     by_name: dict[str, list[dict]] = {}
-    for run in runs:
-        for row in run["checks"]:
-            by_name.setdefault(row["name"], []).append(row)
+    for row in rows_all:
+        by_name.setdefault(row["name"], []).append(row)
     table = []
     for name, rows in sorted(by_name.items()):
         cells = {}
-        for axis, value in columns:
-            seen = [r for r in rows if str(r.get(axis, DEFAULTS.get(axis))) == value]
+        for label, chosen in columns:
+            seen = [r for r in rows if chosen(r)]
             if seen:
                 w = min(seen, key=lambda r: margin(r["op"], r["value"], r["threshold"]))
-                cells[f"{axis}={value}"] = {"worst": w["value"], "holds": all(holds(r["op"], r["value"], r["threshold"]) for r in seen)}
+                cells[label] = {"worst": w["value"], "holds": all(holds(r["op"], r["value"], r["threshold"]) for r in seen)}
         table.append({"name": name, "op": rows[0]["op"], "threshold": rows[0]["threshold"], "columns": cells})
-    return [f"{a}={v}" for a, v in columns], table
+    return [label for label, _ in columns], table
 
 
 def print_by_axis(columns: list[str], table: list[dict], markdown: bool) -> None:
     head = ("assertion", "rule", *columns)
-    lines = [(r["name"], f"{r['op']} {fmt(r['threshold'])}",
+    lines = [(r["name"].replace("|", "\\|") if markdown else r["name"], f"{r['op']} {fmt(r['threshold'])}",
               *(fmt(c["worst"]) + ("" if c["holds"] else " FAILS") if (c := r["columns"].get(col)) else "-"
                 for col in columns)) for r in table]
     if markdown:
