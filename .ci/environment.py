@@ -1,7 +1,7 @@
 """One line that says what machine and which packages a CI run had, so a failure elsewhere can be read.
 
-The CPU flags are the ones that change TensorFlow's arithmetic (oneDNN picks its kernels by them): AVX-512,
-AVX-512 BF16 and AMX. Versions come from the installed distributions' metadata: nothing heavy is imported.
+The CPU flags are the ones that change the arithmetic: oneDNN picks TensorFlow's kernels by AVX-512, AVX-512 BF16
+and AMX, and ONNX Runtime its int8 kernels by AVX-512 VNNI / AVX-VNNI. Versions come from the installed distributions' metadata: nothing heavy is imported.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 PACKAGES = (("tensorflow-cpu", "tensorflow"), ("keras",), ("ai-edge-litert",), ("onnxruntime",),
             ("opencv-python", "opencv-python-headless"), ("numpy",))
 

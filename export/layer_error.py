@@ -1,18 +1,28 @@
-"""Where an int8 TFLite artifact's error comes from: per layer, its output against the float model's.
+"""Where an int8 TFLite artifact's error comes from: per op, its own error and the error that reaches it.
 
-The anchor is TFLite's ``QuantizationDebugger`` (``tf.lite.experimental.QuantizationDebugger``), which
-re-quantizes a model from its converter to compare each op with its float twin. Here the artifact already
-exists (and may have been exported from the BN-folded rewrite), so the same measurement is made directly:
+The anchor is TFLite's ``QuantizationDebugger`` (``tf.lite.experimental.QuantizationDebugger``) in its default,
+per-layer mode (``enable_whole_model_verify=False``): "float and quantized ops will be run from same input", so
+each op's figure is the error it makes itself, not what it inherits. The debugger feeds both ops the previous
+*quantized* output; here each int8 op gets the float model's input to that op (quantized with the op's own input
+scale, as the artifact would), the direction ONNX Runtime's ``qdq_loss_debug`` also compares against: the float
+model is the reference at every tensor. The artifact already exists (and may have been exported from the
+BN-folded rewrite), so it is measured as it is, not re-quantized:
 
 1. The float twin: the Keras reference, rewritten by ``fold.fold_batchnorm`` when the artifact's metadata
    says the fold was applied, converted to a float32 TFLite flatbuffer in memory. The converter gives the
    int8 and the float graph the same tensor names, so each int8 op output has a float counterpart.
 2. Both run with LiteRT's ``experimental_preserve_all_tensors`` on one calibration batch (training images);
-   every int8 op output is dequantized with its own ``(scale, zero_point)``.
-3. Per op output: RMSE against the float tensor, relative to the float tensor's range (max - min), the RMSE
-   in quantization steps (RMSE / scale), and ``added``: the relative RMSE minus the previous layer's. The
-   error is cumulative (each layer sees the int8 outputs of the layers before it), so the layer where the
-   error *comes from* is the one that adds the most; ``worst`` names it.
+   every int8 op output is dequantized with its own ``(scale, zero_point)``: the error that *reaches* each op
+   (cumulative: each op sees the int8 outputs of the ops before it).
+3. The int8 artifact once more, rewired so that every op reads a graph input of its own instead of the output
+   of the op before it; each is fed the float twin's tensor, quantized. Each op's output against the float
+   twin's is its *own* error. ``worst`` is the op with the largest own error: a damaged or badly quantized
+   layer, wherever it sits. (The cumulative figure cannot name it: a saturating softmax over [0, 1] can grow an
+   inherited error more than the layer where it was born added -- seen on an AMD machine, where the softmax
+   "added" the most while a conv kernel was the damaged one.)
+
+Per op output: RMSE against the float tensor, relative to the float tensor's range (max - min), and the RMSE
+in quantization steps (RMSE / scale), both for the error reaching the op and for the op's own.
 
 Needs TensorFlow (the float twin is converted here): workstation-side only, like the rest of ``validate``.
 """
@@ -44,10 +54,15 @@ class LayerError:
     scale: float  # the int8 tensor's quantization scale
     zero_point: int
     range: float  # max - min of the float tensor on the batch
-    rmse: float
+    rmse: float  # the error reaching this output: the int8 graph run as it is
     rel_rmse: float  # rmse / range
     steps: float  # rmse / scale: the error in quantization steps
-    added: float  # rel_rmse minus the previous layer's rel_rmse
+    own_rmse: float  # the op's own error: the op fed the float model's input to it
+    own_rel_rmse: float  # own_rmse / range
+
+    @property
+    def own_steps(self) -> float:
+        return self.own_rmse / self.scale
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else _finite(v) if isinstance(v, float) else v)
@@ -65,8 +80,8 @@ class LayerReport:
 
     @property
     def worst(self) -> LayerError | None:
-        """The layer that adds the most relative error (where the error comes from)."""
-        return max(self.rows, key=lambda r: r.added) if self.rows else None
+        """The op with the largest own relative error (where the error comes from)."""
+        return max(self.rows, key=lambda r: r.own_rel_rmse) if self.rows else None
 
     def to_dict(self) -> dict:
         worst = self.worst
@@ -96,26 +111,34 @@ def measure_layers(artifact: str | Path, reference, images: np.ndarray) -> Layer
         from edgekit.export.fold import fold_batchnorm
 
         model, _ = fold_batchnorm(reference)
-    float_flat = _float_tflite(model)
-    quant = _run(artifact.read_bytes(), images)
-    flt = {t["name"]: t for t in _run(float_flat, images)}
+    flat = artifact.read_bytes()
+    flt, _ = _run(_float_tflite(model), images)
+    floats = {t["name"]: t["value"] for t in flt}
+    quant, graph_input = _run(flat, images)
+    floats.setdefault(graph_input, images.astype(np.float32))
+    own = {t["index"]: t for t in _run_each_op_alone(flat, floats, images)}
 
-    rows, previous = [], 0.0
+    rows = []
     for t in quant:
-        if t["op"] in SKIP_OPS or t["name"] not in flt or not t["scale"] or t["dtype"] != np.int8:
+        if t["op"] in SKIP_OPS or t["name"] not in floats or not t["scale"] or t["dtype"] != np.int8:
             continue
-        ref = flt[t["name"]]["value"].astype(np.float64)
-        q = (t["value"].astype(np.float64) - t["zero_point"]) * t["scale"]
-        if q.shape != ref.shape:
+        ref = floats[t["name"]].astype(np.float64)
+        if t["value"].shape != ref.shape or t["index"] not in own:
             continue
-        rmse = float(np.sqrt(np.mean((q - ref) ** 2)))
         span = float(ref.max() - ref.min())
-        rel = rmse / span if span > 0 else (0.0 if rmse == 0 else math.inf)
+        rmse, rel = _error(t, ref, span)
+        own_rmse, own_rel = _error(own[t["index"]], ref, span)
         layer = "softmax (output)" if t["op"] == "SOFTMAX" else layer_name(t["name"])
-        rows.append(LayerError(t["index"], t["op"], layer, tuple(q.shape[1:]), t["scale"],
-                               t["zero_point"], span, rmse, rel, rmse / t["scale"], rel - previous))
-        previous = rel
+        rows.append(LayerError(t["index"], t["op"], layer, tuple(ref.shape[1:]), t["scale"], t["zero_point"],
+                               span, rmse, rel, rmse / t["scale"], own_rmse, own_rel))
     return LayerReport(artifact.name, int(len(images)), rows, rewrites)
+
+
+def _error(t: dict, ref: np.ndarray, span: float) -> tuple[float, float]:
+    """RMSE of the dequantized int8 output ``t`` against the float ``ref``, absolute and relative to ``span``."""
+    q = (t["value"].astype(np.float64) - t["zero_point"]) * t["scale"]
+    rmse = float(np.sqrt(np.mean((q - ref) ** 2)))
+    return rmse, (rmse / span if span > 0 else (0.0 if rmse == 0 else math.inf))
 
 
 def layer_reports(report, x_train: np.ndarray, y_train: np.ndarray, n: int = LAYER_IMAGES) -> list[LayerReport]:
@@ -141,25 +164,76 @@ def _float_tflite(model) -> bytes:
         return convert(model, Quantization.NONE, ExportContext(ExportOptions(), "", workdir=Path(tmp)))
 
 
-def _run(flat: bytes, images: np.ndarray) -> list[dict]:
-    """Every op's first output after one invoke on ``images``: name, op, dtype, value, scale, zero_point."""
+def _interpreter(flat: bytes):
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with warnings.catch_warnings():  # "intended for debugging purposes only": that is what this is
         warnings.simplefilter("ignore")
-        interp = Interpreter(model_content=flat, experimental_preserve_all_tensors=True,  # no XNNPACK: every op
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        return Interpreter(model_content=bytes(flat), experimental_preserve_all_tensors=True,  # no XNNPACK: every op
+                           experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def _as_input(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A float tensor as the input ``detail`` takes it (quantized with its scale and zero point if int8)."""
+    x = value.astype(np.float32)
+    if detail["dtype"] == np.int8:
+        s, z = detail["quantization"]
+        x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
+    return x
+
+
+def _run(flat: bytes, images: np.ndarray) -> tuple[list[dict], str]:
+    """Every op's first output after one invoke on ``images`` (name, op, dtype, value, scale, zero_point), and
+    the name of the graph's input tensor."""
+    interp = _interpreter(flat)
     inp = interp.get_input_details()[0]
     interp.resize_tensor_input(inp["index"], images.shape)
     interp.allocate_tensors()
-    x = images.astype(np.float32)
-    if inp["dtype"] == np.int8:
-        s, z = inp["quantization"]
-        x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
-    interp.set_tensor(inp["index"], x)
+    interp.set_tensor(inp["index"], _as_input(images, inp))
     interp.invoke()
+    return _outputs(interp), inp["name"]
+
+
+def _run_each_op_alone(flat: bytes, floats: dict[str, np.ndarray], images: np.ndarray) -> list[dict]:
+    """The int8 graph rewired so each op reads the float model's input to it, quantized with that input's own
+    scale; every op's output after one invoke (as ``_run``). Inputs that are not int8 activations with a float
+    twin (shape bookkeeping) stay wired as they were."""
+    import copy
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    graph = model.subgraphs[0]
+    produced = set(graph.inputs) | {i for op in graph.operators for i in op.outputs}
+    feeds: dict[int, str] = {}  # new graph input -> the float tensor it is fed
+    for op in graph.operators:
+        for k, i in enumerate(op.inputs):
+            tensor = graph.tensors[i] if i >= 0 else None
+            name = tensor.name.decode() if tensor is not None else ""
+            if i not in produced or name not in floats or tensor.quantization is None or not len(tensor.quantization.scale or []):
+                continue
+            alone = copy.deepcopy(tensor)
+            alone.name = f"edgekit_alone_{len(feeds)}/{name}".encode()
+            model.buffers.append(type(model.buffers[0])())  # an empty buffer of its own
+            alone.buffer = len(model.buffers) - 1
+            graph.tensors.append(alone)
+            op.inputs[k] = len(graph.tensors) - 1
+            graph.inputs = [*graph.inputs, len(graph.tensors) - 1]
+            feeds[len(graph.tensors) - 1] = name
+    interp = _interpreter(flatbuffer_utils.convert_object_to_bytearray(model))
+    inputs = [(d, floats[feeds[d["index"]]] if d["index"] in feeds else images) for d in interp.get_input_details()]
+    for detail, value in inputs:
+        interp.resize_tensor_input(detail["index"], value.shape)
+    interp.allocate_tensors()
+    for detail, value in inputs:
+        interp.set_tensor(detail["index"], _as_input(value, detail))
+    interp.invoke()
+    return _outputs(interp)
+
+
+def _outputs(interp) -> list[dict]:
     details = {t["index"]: t for t in interp.get_tensor_details()}
     out = []
     for op in interp._get_ops_details():  # the public API has no op list; QuantizationDebugger reads it too
@@ -174,12 +248,12 @@ def _run(flat: bytes, images: np.ndarray) -> list[dict]:
 
 # --- writers ------------------------------------------------------------------------------------------
 
-COLUMNS = ("#", "op", "layer", "shape", "scale", "range", "RMSE", "RMSE/range", "steps", "added")
+COLUMNS = ("#", "op", "layer", "shape", "scale", "range", "own RMSE/range", "own steps", "RMSE/range", "steps")
 
 
 def cells(r: LayerError) -> list[str]:
     return [str(r.index), r.op, r.layer, "×".join(map(str, r.shape)), f"{r.scale:.3g}", f"{r.range:.3g}",
-            f"{r.rmse:.3g}", f"{100 * r.rel_rmse:.2f} %", f"{r.steps:.2f}", f"{100 * r.added:+.2f} %"]
+            f"{100 * r.own_rel_rmse:.2f} %", f"{r.own_steps:.2f}", f"{100 * r.rel_rmse:.2f} %", f"{r.steps:.2f}"]
 
 
 def format_layers(report: LayerReport) -> str:
@@ -192,9 +266,10 @@ def format_layers(report: LayerReport) -> str:
     worst = report.worst
     folded = f" (exported from the {', '.join(report.rewrites)} rewrite)" if report.rewrites else ""
     head = (f"{report.artifact}{folded}: int8 vs float, per layer, on {report.images} calibration images "
-            "(RMSE/range: error relative to the float tensor's range; steps: RMSE / scale; added: RMSE/range "
-            "minus the previous layer's)")
-    tail = f"most error added by: {worst.layer} ({worst.op}, {100 * worst.added:+.2f} % of its range)" if worst else "no int8 layers matched"
+            "(own: the op alone, fed the float model's input to it; the other two: the error reaching this output "
+            "through the int8 layers before it. RMSE/range: relative to the float tensor's range; steps: RMSE / scale)")
+    tail = (f"largest own error: {worst.layer} ({worst.op}, {100 * worst.own_rel_rmse:.2f} % of its range)"
+            if worst else "no int8 layers matched")
     return "\n".join([head, *lines, tail])
 
 

@@ -45,10 +45,11 @@ def training_facts(model_path: str | os.PathLike) -> dict | None:
 
 
 def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str,
-          rewrites: dict | None = None, *, training: dict | None = None) -> dict:
+          rewrites: dict | None = None, *, training: dict | None = None, int8_scheme: dict | None = None) -> dict:
     """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions;
     ``rewrites`` the graph rewrites applied before conversion (``{"bn_fold": {...}}``; empty: the trained graph);
-    ``training`` is ``training_facts`` of the source model (omitted when unknown)."""
+    ``training`` is ``training_facts`` of the source model (omitted when unknown); ``int8_scheme`` how the
+    quantizer was set (the ONNX int8 export's 7-bit weights and why), omitted where there is no choice to record."""
     inp, out = inputs[0], outputs[0]
     meta = {
         "schema": SCHEMA,
@@ -76,6 +77,8 @@ def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: lis
         "rewrites": dict(rewrites or {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if int8_scheme:
+        meta["int8_scheme"] = dict(int8_scheme)
     if training:
         meta["training"] = training  # the Keras model's recipe and test accuracy, from its run's metrics.json
     return meta

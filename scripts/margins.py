@@ -1,7 +1,7 @@
-"""How much room every numeric assertion of the test suite has, over training seeds and thread counts.
+"""How much room every numeric assertion of the test suite has, over training seeds, thread counts and arithmetic.
 
     EDGEKIT_TEST_DATA=../shared/data/mnist.npz python scripts/margins.py [--seeds 0-4] [--threads 1,2] [--jobs 1]
-                                                                        [--out FILE] [-- PYTEST ARGS]
+        [--isa default,AVX2] [--onednn on,off] [--precision float32,bfloat16] [--out FILE] [-- PYTEST ARGS]
 
 Runs ``pytest -m numeric`` (the tests whose figures depend on the trained model or the arithmetic: the small
 model's tests and the end-to-end run) once per (seed, threads), with ``EDGEKIT_TEST_SEED`` (the small model's
@@ -12,6 +12,14 @@ threshold, the worst value seen, where, and the margin (the worst value's distan
 direction: negative means it failed in some run), and writes it all as JSON (default
 benchmarks/results/margins.json). ``--markdown`` prints the table as docs/testing.md shows it; ``--show JSON``
 prints a saved sweep's table without running anything.
+
+Three more axes stand in for another CPU on this one (each changes the trained small model: measured, see
+docs/testing.md; ``AVX512_CORE`` did not on this AVX-512/AMX Xeon, where a float32 model trained to the same
+weights, bit for bit, so it is not in the sweep): ``--isa`` caps oneDNN's instruction set (``ONEDNN_MAX_CPU_ISA``;
+``default`` leaves it unset),
+``--onednn off`` turns oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``), and ``--precision bfloat16`` trains the small
+model under Keras' mixed bfloat16 policy (``EDGEKIT_TEST_PRECISION``). Every combination of the axes given runs;
+``--by-axis`` prints, per assertion, the worst value seen at each value of each axis that varied.
 
 A full sweep is 10 runs of a few minutes each (the end-to-end training of 12,000 images is most of it); the small
 model is cached per (seed, threads) in pytest's cache, so a second sweep skips its training. ``--jobs 2`` runs two
@@ -44,9 +52,33 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_one(seed: int, threads: int, work: Path, marker: str, pytest_args: list[str]) -> dict:
+AXES = ("isa", "onednn", "precision")  # besides seed and threads; a log line without them had the defaults
+DEFAULTS = {"isa": "default", "onednn": "on", "precision": "float32"}
+
+
+def stem(seed: int, threads: int, arithmetic: dict) -> str:
+    """A run's file name: ``seed0-threads2``, plus ``-isaAVX2``, ``-onednn-off``, ``-bfloat16`` off the defaults."""
+    name = f"seed{seed}-threads{threads}"
+    if arithmetic["isa"] != "default":
+        name += f"-isa{arithmetic['isa']}"
+    if arithmetic["onednn"] == "off":
+        name += "-onednn-off"
+    if arithmetic["precision"] != "float32":
+        name += f"-{arithmetic['precision']}"
+    return name
+
+
+def arithmetic_env(arithmetic: dict) -> dict:
+    """The environment of one point of the arithmetic axes (None: unset)."""
+    return {"ONEDNN_MAX_CPU_ISA": None if arithmetic["isa"] == "default" else arithmetic["isa"],
+            "TF_ENABLE_ONEDNN_OPTS": "0" if arithmetic["onednn"] == "off" else None,
+            "EDGEKIT_TEST_PRECISION": arithmetic["precision"]}
+
+
+def run_one(seed: int, threads: int, arithmetic: dict, work: Path, marker: str, pytest_args: list[str]) -> dict:
     """One ``pytest -m numeric`` run; returns its exit code, wall time, and the lines its checks logged."""
-    log = work / f"seed{seed}-threads{threads}.jsonl"
+    name = stem(seed, threads, arithmetic)
+    log = work / f"{name}.jsonl"
     log.unlink(missing_ok=True)
     env = {
         **os.environ,
@@ -55,18 +87,23 @@ def run_one(seed: int, threads: int, work: Path, marker: str, pytest_args: list[
         "EDGEKIT_MARGINS_LOG": str(log),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
+    for key, value in arithmetic_env(arithmetic).items():
+        env.pop(key, None)
+        if value is not None:
+            env[key] = value
     env.pop("CI", None)  # a skipped test shows up as missing rows, not as a failure of the sweep
     command = [sys.executable, "-m", "pytest", "-m", marker, "-q", "-p", "no:randomly",
-               "--basetemp", str(work / f"tmp-seed{seed}-threads{threads}"), *pytest_args]
+               "--basetemp", str(work / f"tmp-{name}"), *pytest_args]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-    (work / f"seed{seed}-threads{threads}.out").write_text(done.stdout + done.stderr)
+    (work / f"{name}.out").write_text(done.stdout + done.stderr)
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    print(f"seed {seed}, {threads} thread(s): pytest exit {done.returncode} in {seconds:.0f} s: {summary}", flush=True)
-    run = {"seed": seed, "threads": threads, "exit_code": done.returncode, "seconds": round(seconds, 1), "summary": summary}
-    (work / f"seed{seed}-threads{threads}.json").write_text(json.dumps(run) + "\n")
+    print(f"{name}: pytest exit {done.returncode} in {seconds:.0f} s: {summary}", flush=True)
+    run = {"seed": seed, "threads": threads, **arithmetic, "exit_code": done.returncode, "seconds": round(seconds, 1),
+           "summary": summary}
+    (work / f"{name}.json").write_text(json.dumps(run) + "\n")
     return {**run, "checks": rows}
 
 
@@ -119,7 +156,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "op": worst["op"],
             "threshold": worst["threshold"],
             "worst": worst["value"],
-            "worst_at": {"seed": worst["seed"], "threads": worst["threads"]},
+            "worst_at": {"seed": worst["seed"], "threads": worst["threads"],
+                         **{a: worst.get(a, DEFAULTS[a]) for a in AXES}},
             "best": max(values) if worst["op"] in (">", ">=") else min(values),
             "margin": margin(worst["op"], worst["value"], worst["threshold"]),
             "holds_everywhere": all(holds(r["op"], r["value"], r["threshold"]) for r in rows),
@@ -128,16 +166,68 @@ def aggregate(runs: list[dict]) -> list[dict]:
     return sorted(table, key=lambda r: (r["test"] or "", r["name"]))
 
 
+def by_axis(runs: list[dict]) -> tuple[list[str], list[dict]]:
+    """Per assertion, the worst value seen at each value of each axis that varied: (columns, rows). For the
+    arithmetic axes: one column where all of them are at their defaults, then one per other value."""
+    def value(row: dict, axis: str) -> str:
+        return str(row.get(axis, DEFAULTS.get(axis)))
+
+    def at_defaults(row: dict) -> bool:
+        return all(value(row, a) == DEFAULTS[a] for a in AXES)
+
+    rows_all = [row for run in runs for row in run["checks"]]
+    columns: list[tuple[str, object]] = []
+    for axis in ("seed", "threads"):
+        values = sorted({value(r, axis) for r in rows_all})
+        if len(values) > 1:
+            columns += [(f"{axis}={v}", lambda r, a=axis, v=v: value(r, a) == v) for v in values]
+    others = [(axis, v) for axis in AXES for v in sorted({value(r, axis) for r in rows_all}) if v != DEFAULTS[axis]]
+    if others:
+        columns.append(("arithmetic defaults", at_defaults))
+        columns += [(f"{axis}={v}", lambda r, a=axis, v=v: value(r, a) == v) for axis, v in others]
+    by_name: dict[str, list[dict]] = {}
+    for row in rows_all:
+        by_name.setdefault(row["name"], []).append(row)
+    table = []
+    for name, rows in sorted(by_name.items()):
+        cells = {}
+        for label, chosen in columns:
+            seen = [r for r in rows if chosen(r)]
+            if seen:
+                w = min(seen, key=lambda r: margin(r["op"], r["value"], r["threshold"]))
+                cells[label] = {"worst": w["value"], "holds": all(holds(r["op"], r["value"], r["threshold"]) for r in seen)}
+        table.append({"name": name, "op": rows[0]["op"], "threshold": rows[0]["threshold"], "columns": cells})
+    return [label for label, _ in columns], table
+
+
+def print_by_axis(columns: list[str], table: list[dict], markdown: bool) -> None:
+    head = ("assertion", "rule", *columns)
+    lines = [(r["name"].replace("|", "\\|") if markdown else r["name"], f"{r['op']} {fmt(r['threshold'])}",
+              *(fmt(c["worst"]) + ("" if c["holds"] else " FAILS") if (c := r["columns"].get(col)) else "-"
+                for col in columns)) for r in table]
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    for line in (head, *lines):
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
+
+
 def fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
 
 def print_table(table: list[dict], runs: int, markdown: bool) -> None:
-    head = ("assertion", "rule", "worst seen", "at seed/threads", "margin", "runs")
+    head = ("assertion", "rule", "worst seen", "at seed/threads[/arithmetic]", "margin", "runs")
     lines = []
     for r in table:
         rule = f"{r['op']} {fmt(r['threshold'])}"
-        where = f"{r['worst_at']['seed']}/{r['worst_at']['threads']}"
+        at = r["worst_at"]
+        where = "/".join([str(at["seed"]), str(at["threads"]),
+                          *(str(at[a]) for a in AXES if at.get(a, DEFAULTS[a]) != DEFAULTS[a])])
         mark = "exact" if r["op"] == "==" and r["holds_everywhere"] else fmt(r["margin"])
         if not r["holds_everywhere"]:
             mark += " FAILS"
@@ -160,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-4", help="training seeds, e.g. 0-4 or 0,3 (default 0-4)")
     parser.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    parser.add_argument("--isa", default="default", help="oneDNN ISA caps, e.g. default,AVX2 (default: default)")
+    parser.add_argument("--onednn", default="on", help="oneDNN on, off or on,off (default on)")
+    parser.add_argument("--precision", default="float32", help="the small model's training precision(s): float32, bfloat16")
+    parser.add_argument("--by-axis", action="store_true", help="also print the worst value per value of each axis that varied")
     parser.add_argument("--marker", default="numeric", help='the tests to run (default "numeric")')
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the JSON (default {DEFAULT_OUT.relative_to(REPO)})")
@@ -172,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.show:
         saved = json.loads(args.show.read_text())
         print_table(saved["assertions"], len(saved["runs"]), args.markdown)
+        if args.by_axis and "by_axis" in saved:
+            print()
+            print_by_axis(saved["by_axis"]["columns"], saved["by_axis"]["assertions"], args.markdown)
         return 0
     if not os.environ.get("EDGEKIT_TEST_DATA") and not (REPO.parent / "shared" / "data" / "mnist.npz").is_file():
         parser.error("set EDGEKIT_TEST_DATA to a Keras-layout mnist.npz")
@@ -182,13 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         work = args.work or Path(tempfile.mkdtemp(prefix="edgekit-margins-"))
         work.mkdir(parents=True, exist_ok=True)
-        configs = [(s, int(t)) for s in parse_seeds(args.seeds) for t in args.threads.split(",")]
+        configs = [(s, int(t), {"isa": i, "onednn": o, "precision": p}) for s in parse_seeds(args.seeds)
+                   for t in args.threads.split(",") for i in args.isa.split(",") for o in args.onednn.split(",")
+                   for p in args.precision.split(",")]
         print(f"{len(configs)} runs of pytest -m {args.marker!r} {' '.join(extra)}; logs in {work}", flush=True)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            runs = list(pool.map(lambda c: run_one(c[0], c[1], work, args.marker, extra), configs))
+            runs = list(pool.map(lambda c: run_one(c[0], c[1], c[2], work, args.marker, extra), configs))
     table = aggregate(runs)
     print()
     print_table(table, len(runs), args.markdown)
+    columns, axis_table = by_axis(runs)
+    if args.by_axis:
+        print()
+        print_by_axis(columns, axis_table, args.markdown)
 
     result = {
         "command": "python scripts/margins.py " + " ".join(sys.argv[1:]),
@@ -197,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - start, 1),
         "runs": [{k: v for k, v in r.items() if k != "checks"} for r in runs],
         "assertions": table,
+        "by_axis": {"columns": columns, "assertions": axis_table},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

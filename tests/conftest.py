@@ -7,10 +7,13 @@ repeated runs reuse it. It is exported once to every format x quantization (``sm
 export, validate, runtime and hardening tests (each used to export its own copies: the converters were most of
 their time).
 
-Two settings let scripts/margins.py measure how much the numeric assertions depend on the training seed and
-on the arithmetic: ``$EDGEKIT_TEST_SEED`` (default 0) seeds the small model and the end-to-end training, and
+Settings let scripts/margins.py measure how much the numeric assertions depend on the training seed and on
+the arithmetic: ``$EDGEKIT_TEST_SEED`` (default 0) seeds the small model and the end-to-end training,
 ``$EDGEKIT_TEST_THREADS`` (default: TensorFlow's and the OS's own choice) sets ``OMP_NUM_THREADS`` and
-TensorFlow's intra- and inter-op threads for this process and every process it starts.
+TensorFlow's intra- and inter-op threads for this process and every process it starts, and
+``$EDGEKIT_TEST_PRECISION`` (``float32``, the default, or ``bfloat16``) is the small model's training precision.
+oneDNN's own settings (``ONEDNN_MAX_CPU_ISA``, ``TF_ENABLE_ONEDNN_OPTS``) stand in for another CPU's kernels;
+they are read by TensorFlow itself, and are part of the cached small model's key like the three above.
 
 With ``CI=true`` (``.ci/run``) a skipped test is a failed one: CI installs Chromium and Xvfb, and a test that
 quietly did not run there proved nothing. Only the emulated Raspberry Pi check (marked ``pi``, opt-in, run by
@@ -45,6 +48,8 @@ SMALL_CALIB = 100
 
 SEED = int(os.environ.get("EDGEKIT_TEST_SEED", "0"))
 THREADS = os.environ.get("EDGEKIT_TEST_THREADS", "")
+PRECISION = os.environ.get("EDGEKIT_TEST_PRECISION", "float32")
+ARITHMETIC_ENV = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")  # other kernels, another trained model
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MAY_SKIP_IN_CI = "pi"  # the marker of the one opt-in check
 
@@ -93,6 +98,8 @@ def mnist(mnist_path):
 def small_model_path(request, mnist, tmp_path_factory) -> Path:
     """A really-trained small model (``model.keras``); read-only: copy it before changing it."""
     recipe = f"{SMALL_TRAIN}/{SMALL_EPOCHS}/{SMALL_BN_MOMENTUM}/seed {SEED}/threads {THREADS or 'default'}"
+    if PRECISION != "float32" or any(os.environ.get(name) for name in ARITHMETIC_ENV):  # the old keys otherwise
+        recipe += f"/{PRECISION}/" + "/".join(f"{name}={os.environ.get(name, '')}" for name in ARITHMETIC_ENV)
     key = hashlib.sha256((REPO / "toolkit" / "model.py").read_bytes() + recipe.encode())
     cache = Path(request.config.cache.mkdir("edgekit-small-model")) / key.hexdigest()[:16]
     cached = cache / "model.keras"
@@ -103,7 +110,8 @@ def small_model_path(request, mnist, tmp_path_factory) -> Path:
         from edgekit.toolkit.model import build_model
 
         keras.utils.set_random_seed(SEED)
-        model = build_model(bn_momentum=SMALL_BN_MOMENTUM)
+        policy = {"float32": "float32", "bfloat16": "mixed_bfloat16"}[PRECISION]
+        model = build_model(bn_momentum=SMALL_BN_MOMENTUM, dtype=policy)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         model.fit(
             to_model_input(mnist.x_train[:SMALL_TRAIN]),
@@ -112,6 +120,10 @@ def small_model_path(request, mnist, tmp_path_factory) -> Path:
             epochs=SMALL_EPOCHS,
             verbose=0,
         )
+        if PRECISION != "float32":  # what training saves: the float32 copy of the same weights
+            from edgekit.toolkit.precision import float32_copy
+
+            model = float32_copy(model)
         cache.mkdir(parents=True, exist_ok=True)
         tmp = cache / "model.keras.tmp.keras"
         model.save(tmp)

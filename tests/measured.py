@@ -30,6 +30,15 @@ current_is_numeric = False
 _lock = threading.Lock()
 
 
+def arithmetic() -> dict:
+    """The arithmetic axes of this run besides seed and threads (scripts/margins.py sets them)."""
+    return {
+        "isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "") or "default",
+        "onednn": "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") == "0" else "on",
+        "precision": os.environ.get("EDGEKIT_TEST_PRECISION", "") or "float32",
+    }
+
+
 def record(name: str, value: float, op: str, threshold: float) -> None:
     """Log ``value op threshold`` without asserting it (for figures a test asserts as a whole, e.g. a report)."""
     if op not in OPS:
@@ -47,6 +56,7 @@ def record(name: str, value: float, op: str, threshold: float) -> None:
         "threshold": float(threshold),
         "seed": int(os.environ.get("EDGEKIT_TEST_SEED", "0")),
         "threads": os.environ.get("EDGEKIT_TEST_THREADS", ""),
+        **arithmetic(),
     }
     with _lock, open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")

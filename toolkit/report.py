@@ -115,9 +115,10 @@ def _layers(report: ValidationReport) -> str:
     from edgekit.export.layer_error import COLUMNS, cells
 
     out = ["<p>Each int8 op's output, dequantized, against the float model's on the same calibration images. "
-           "RMSE/range: the error relative to the float tensor's range; steps: RMSE divided by the int8 scale; "
-           "added: how much relative error this layer adds to the one before it (the error is cumulative). "
-           "The layer that adds the most is highlighted.</p>"]
+           "Own: the op alone, fed the float model's input to it — the error born in this layer; the other two: "
+           "the error reaching this output through the int8 layers before it (cumulative). RMSE/range: relative "
+           "to the float tensor's range; steps: RMSE divided by the int8 scale. The op with the largest own error "
+           "is highlighted.</p>"]
     for table in report.layers:
         worst = table.worst
         folded = f" — exported from the {_e(', '.join(table.rewrites))} rewrite" if table.rewrites else ""
