@@ -158,7 +158,7 @@ if [ "$RELEASE" != bookworm ]; then
         > "$APT_DIR/sources.list"
     APT+=(-o "Dir::Etc::sourcelist=$APT_DIR/sources.list" -o "Dir::Etc::sourceparts=-")
 fi
-ROOT_KEY="$(printf '%s\n' "$ROOT_DEBS" "pi4-cpuinfo-v1" "$RELEASE" | sha256sum | cut -c1-16)"
+ROOT_KEY="$(printf '%s\n' "$ROOT_DEBS" "pi4-cpuinfo-v1" ${RELEASE/#bookworm/} | sha256sum | cut -c1-16)"
 if [ -f "$ROOT/.edgekit-root" ] && [ "$(cat "$ROOT/.edgekit-root")" = "$ROOT_KEY" ]; then
     stage_done ok "cached: $ROOT"
 else
@@ -173,6 +173,9 @@ else
         { tail -5 "$WORK/apt.log" >&2; die 3 "downloading the arm64 packages failed"; }
     rm -rf "$ROOT.tmp" && mkdir -p "$ROOT.tmp"
     for deb in "$APT_DIR/cache/archives/"*.deb; do dpkg-deb -x "$deb" "$ROOT.tmp"; done
+    # trixie's packages install under /usr only (merged /usr); its /lib -> usr/lib links come from base-files,
+    # which is not in the closure: make them, or the dynamic loader /lib/ld-linux-aarch64.so.1 is not found.
+    for d in bin sbin lib; do [ -e "$ROOT.tmp/$d" ] || ln -s "usr/$d" "$ROOT.tmp/$d"; done
     # qemu-user shows arm64 programs the host's x86 /proc/cpuinfo, on which LiteRT and ONNX Runtime crash;
     # qemu looks under -L first, so a Raspberry Pi 4's cpuinfo and CPU lists there fix that.
     mkdir -p "$ROOT.tmp/proc" "$ROOT.tmp/sys/devices/system/cpu"
