@@ -94,6 +94,9 @@ def load_labelled(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         return _digit_folder(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file or folder; --data takes a Keras-layout mnist.npz or a DIR/<digit>/ folder")
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # np.load would take anything else for a .npy or a pickle
+            raise DataError(f"{path}: not a .npz (a zip of arrays); --data takes a Keras-layout mnist.npz or a DIR/<digit>/ folder")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "x_test" not in npz.files or "y_test" not in npz.files:

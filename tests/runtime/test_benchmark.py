@@ -119,3 +119,34 @@ def _write(path, data: bytes):
 def _mkdir(path):
     path.mkdir()
     return path
+
+
+def test_a_digit_folder_as_data(two_models, mnist, tmp_path):
+    import cv2
+
+    for k in range(20):
+        folder = tmp_path / "digits" / str(int(mnist.y_test[k]))
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"crop-{k}.png"), mnist.x_test[k])
+    out = tmp_path / "bench.json"
+    r = runner.invoke(app, ["benchmark", str(two_models / "model_int8.tflite"), "--data", str(tmp_path / "digits"),
+                            "--threads", "1", "--frames", "3", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["images"] == 20 and report["rows"][0]["accuracy"] is not None
+
+
+def _row(name, threads, accuracy, frame_ms):
+    return Row(name, "tflite", "int8", threads, 1, accuracy, 0.1, 0.2, frame_ms, frame_ms * 2, 1000 / frame_ms, 1.0, 50.0)
+
+
+def test_recommendation_is_the_fastest_within_the_tolerance():
+    from edgekit.runtime.benchmark import BenchmarkOptions, Report
+
+    rows = [_row("float32", 1, 99.6, 3.0), _row("int8", 1, 99.5, 1.0), _row("int8", 2, 99.5, 0.8), _row("tiny", 1, 98.0, 0.1)]
+    report = Report(rows, BenchmarkOptions(tolerance=0.2), "data.npz", 100)
+    assert (report.recommendation.file, report.recommendation.threads) == ("int8", 2)  # tiny is fastest but 1.6 points worse
+    strict = Report(rows, BenchmarkOptions(tolerance=0.0), "data.npz", 100)
+    assert strict.recommendation.file == "float32"
+    no_data = Report([r.__class__(**{**r.__dict__, "accuracy": None}) for r in rows], BenchmarkOptions(), None, 0)
+    assert no_data.recommendation.file == "tiny" and "accuracy not measured" in no_data.recommendation_line()
