@@ -4,6 +4,11 @@ Sources: a camera index (``0``), a V4L2 device (``/dev/video0``), a video or ima
 (``rtsp://``, ``http://``), the Raspberry Pi camera through picamera2 (``picamera2``), or any iterable of
 numpy frames (tests, a custom capture). Whatever the source, ``run_loop`` releases it in a ``finally``.
 
+A live camera is read on its own thread, which keeps only the newest frame: the loop always classifies the
+latest picture, however long classifying takes, instead of working through frames that queued up in the
+driver's buffer while it was busy (the picture on screen lagging further and further behind). The frames it
+never got to are counted as dropped. A video file (or an iterable) is still read frame by frame, in order.
+
 Failures: a source that cannot be opened raises CameraError (one line). A camera whose reads fail is retried
 a few times and then the loop raises CameraError; a file that ends simply ends the loop. Reads are bounded
 by OpenCV's open/read timeouts, so a vanished network camera ends the loop instead of hanging it.
@@ -12,6 +17,7 @@ by OpenCV's open/read timeouts, so a vanished network camera ends the loop inste
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -37,6 +43,8 @@ class FrameSource(Protocol):
 
     name: str
     live: bool  # a camera or stream (a failed read is retried, then an error); False for files (a failed read is the end)
+    # Optional ``realtime`` (default: ``live``): frames arrive at the source's own pace whether or not they are read,
+    # so the loop reads them on a thread and classifies the newest; False reads every frame in turn.
 
     def read(self) -> np.ndarray | None: ...
 
@@ -65,6 +73,7 @@ class OpenCVSource:
             if not Path(spec).is_file():
                 raise CameraError(f"cannot open video source {spec}: no such file, camera index, /dev/videoN or URL")
             _refuse_huge_image_file(spec, self.max_pixels)  # OpenCV would decode an image file while opening it
+        self.realtime = self.live
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
         self.capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not self.capture.isOpened():
@@ -99,7 +108,7 @@ class OpenCVSource:
 class Picamera2Source:
     """The Raspberry Pi camera through libcamera's picamera2 (imported only when asked for)."""
 
-    live = True
+    live = realtime = True
 
     def __init__(self, size: tuple[int, int] = (640, 480)):
         self.name = "picamera2"
@@ -132,11 +141,12 @@ class Picamera2Source:
 
 
 class IterSource:
-    """Frames from any iterable (a list of arrays, a generator); ``None`` items are failed reads."""
+    """Frames from any iterable (a list of arrays, a generator); ``None`` items are failed reads. Read frame by
+    frame unless ``realtime`` (a generator that paces itself like a camera)."""
 
-    def __init__(self, frames: Iterable[np.ndarray | None], name: str = "frames", live: bool = False):
+    def __init__(self, frames: Iterable[np.ndarray | None], name: str = "frames", live: bool = False, realtime: bool = False):
         self._it = iter(frames)
-        self.name, self.live = name, live
+        self.name, self.live, self.realtime = name, live, realtime
         self.released = False
 
     def read(self) -> np.ndarray | None:
@@ -177,18 +187,22 @@ class FrameResult:
     frame: np.ndarray
     prediction: Prediction
     fps: float
-    latency_ms: float
+    latency_ms: float  # classifying this frame
+    capture_to_result_ms: float = 0.0  # from the moment the frame was read off the source to its prediction
+    dropped: int = 0  # frames the camera delivered that the loop skipped for newer ones, so far
 
     def to_dict(self) -> dict:
-        return {"frame": self.index, **self.prediction.to_dict(), "fps": round(self.fps, 1), "latency_ms": round(self.latency_ms, 2)}
+        return {"frame": self.index, **self.prediction.to_dict(), "fps": round(self.fps, 1), "latency_ms": round(self.latency_ms, 2),
+                "capture_to_result_ms": round(self.capture_to_result_ms, 2), "dropped": self.dropped}
 
 
 @dataclass
 class LoopEnd:
-    """Why the loop stopped: ``frames`` read, and a one-line ``reason``."""
+    """Why the loop stopped: ``frames`` classified, a one-line ``reason``, and the frames ``dropped`` for newer ones."""
 
     frames: int
     reason: str
+    dropped: int = 0
 
 
 def frames_with_retries(source: FrameSource, retries: int = READ_RETRIES, delay: float = RETRY_DELAY,
@@ -214,6 +228,65 @@ def frames_with_retries(source: FrameSource, retries: int = READ_RETRIES, delay:
         time.sleep(delay)
 
 
+class NewestFrame:
+    """Reads a realtime source on its own thread and hands out only the newest frame.
+
+    ``take()`` waits for a frame newer than the last one taken and returns it with the time it was read
+    (``time.perf_counter``) and how many frames it skipped, or None when the source has ended. A failed live
+    camera's CameraError (after its retries) is raised by ``take()`` in the caller's thread. ``close()`` stops the
+    thread and waits for it (at most one read, itself bounded by OpenCV's read timeout); then the source may be
+    released."""
+
+    def __init__(self, source: FrameSource, retries: int = READ_RETRIES, delay: float = RETRY_DELAY, end: LoopEnd | None = None):
+        self._source, self._retries, self._delay, self._end = source, retries, delay, end
+        self._ready = threading.Condition()
+        self._newest: tuple[np.ndarray, float] | None = None
+        self._read = self._taken = 0
+        self._error: BaseException | None = None
+        self._done = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"edgekit-read {source.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for frame in frames_with_retries(self._source, self._retries, self._delay, self._end):
+                now = time.perf_counter()
+                with self._ready:
+                    self._newest, self._read = (frame, now), self._read + 1
+                    self._ready.notify()
+                if self._stop.is_set():
+                    break
+        except BaseException as e:  # handed to the loop's thread, which raises it
+            self._error = e
+        finally:
+            with self._ready:
+                self._done = True
+                self._ready.notify()
+
+    def take(self) -> tuple[np.ndarray, float, int] | None:
+        with self._ready:
+            while self._read == self._taken and not self._done:
+                self._ready.wait(0.5)  # a timeout, so Ctrl-C is seen promptly
+            if self._read > self._taken:
+                skipped, self._taken = self._read - self._taken - 1, self._read
+                frame, captured = self._newest
+                self._newest = None  # the loop holds it now; nothing older stays alive
+                return frame, captured, skipped
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def close(self, timeout: float = READ_TIMEOUT_MS / 1000 + 1.0) -> None:
+        self._stop.set()
+        self.thread.join(timeout)
+
+
+def _in_turn(source: FrameSource, retries: int, delay: float, end: LoopEnd) -> Iterator[tuple[np.ndarray, float, int]]:
+    for frame in frames_with_retries(source, retries, delay, end):
+        yield frame, time.perf_counter(), 0
+
+
 def run_loop(
     source: FrameSource,
     classifier: Classifier,
@@ -225,19 +298,25 @@ def run_loop(
 ) -> LoopEnd:
     """Classify frames until the source ends, ``max_frames`` are done or ``on_result`` returns True (stop).
 
-    The source is always released, whatever happens (errors, Ctrl-C). Raises CameraError when a live
-    source stops delivering frames."""
+    A realtime source (a camera: ``source.realtime``, else ``source.live``) is read on its own thread and the loop
+    classifies the newest frame each time (``NewestFrame``); others are read frame by frame. The reading thread
+    is stopped and the source released whatever happens (errors, Ctrl-C). Raises CameraError when a live source
+    stops delivering frames."""
     end = LoopEnd(0, "")
     stamps: deque[float] = deque(maxlen=30)
+    reader = NewestFrame(source, retries, retry_delay, end) if getattr(source, "realtime", source.live) else None
+    frames = iter(reader.take, None) if reader is not None else _in_turn(source, retries, retry_delay, end)
     try:
-        for frame in frames_with_retries(source, retries, retry_delay, end):
+        for frame, captured, skipped in frames:
+            end.dropped += skipped
             start = time.perf_counter()
             prediction = classifier.classify(frame, roi=roi)
             now = time.perf_counter()
             stamps.append(now)
             fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
             end.frames += 1
-            stop = on_result(FrameResult(end.frames - 1, frame, prediction, fps, (now - start) * 1000.0))
+            stop = on_result(FrameResult(end.frames - 1, frame, prediction, fps, (now - start) * 1000.0,
+                                         (now - captured) * 1000.0, end.dropped))
             if stop:
                 end.reason = "stopped"
                 break
@@ -245,6 +324,8 @@ def run_loop(
                 end.reason = f"--max-frames {max_frames} reached"
                 break
     finally:
+        if reader is not None:
+            reader.close()
         source.release()
     return end
 
@@ -284,6 +365,6 @@ def annotate(result: FrameResult, roi: Box | None = None) -> np.ndarray:
 
 
 __all__ = [
-    "FrameResult", "FrameSource", "IterSource", "LoopEnd", "NO_DIGIT", "OpenCVSource", "Picamera2Source",
+    "FrameResult", "FrameSource", "IterSource", "LoopEnd", "NO_DIGIT", "NewestFrame", "OpenCVSource", "Picamera2Source",
     "annotate", "frames_with_retries", "open_source", "run_loop",
 ]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prove edgekit's runtime on a Raspberry Pi's software — Debian 12 "bookworm" arm64 with Python 3.11, what
-# Raspberry Pi OS (64-bit) is — on this x86-64 machine, under qemu-user:
+# Prove edgekit's runtime on a Raspberry Pi's software — Debian 12 "bookworm" arm64 with Python 3.11 (Raspberry
+# Pi OS until late 2025) or, with --release trixie, Debian 13 "trixie" with Python 3.13 (today's Raspberry Pi OS) —
+# on this x86-64 machine, under qemu-user:
 #
-#   1. a bookworm arm64 root, unpacked from Debian's own arm64 .debs (no debootstrap, no chroot),
+#   1. a bookworm (or trixie) arm64 root, unpacked from Debian's own arm64 .debs (no debootstrap, no chroot),
 #      with a Raspberry Pi 4's /proc/cpuinfo (Cortex-A72, CPU part 0xd08, 4 cores);
 #   2. edgekit's device install into it: the edgekit wheel built from this repository plus its BASE
 #      dependencies as aarch64 wheels from PyPI — no TensorFlow;
@@ -12,7 +13,9 @@
 #      the models' probabilities agree within 1e-5 (float) / 0.0137 (int8, 3.5 output steps); out of the box,
 #      `edgekit predict FRAME` with no model reads camera-like frames with the model bundled in the wheel (says
 #      so in one line; same digits, boxes and int8 probabilities as x86-64, same file); the runtime's
-#      device-side tests pass on models handed over from x86-64 (none may skip, and some must run).
+#      device-side tests pass on models handed over from x86-64 (none may skip, and some must run);
+#      `edgekit benchmark` runs on two models x two thread counts (emulated: functional only, its timings are
+#      qemu's, not a Pi's).
 #
 # Usage: scripts/pi_check.sh (--models DIR | --keras FILE) [options]
 #   --models DIR      exported models (model_float32.tflite, model_int8.tflite, model_float32.onnx[, model_int8.onnx])
@@ -29,6 +32,8 @@
 #                     the stage fails if any of them skips (e.g. one that needs TensorFlow)
 #   --sizes           also measure the workstation install (edgekit[train], x86-64) to compare sizes (~1 GB download)
 #   --python PY       the host Python with edgekit[train] installed (default: python3)
+#   --release R       bookworm (Debian 12, Python 3.11; the default) or trixie (Debian 13, Python 3.13); trixie's
+#                     root and installs are cached in CACHE/trixie
 #
 # Exit codes: 0 everything passed; 1 a check failed (a prediction mismatch, a failing or skipped test, no test
 # run, an import of TensorFlow); 2 bad usage or input; 3 the machine cannot do it (no apt, no network, qemu missing).
@@ -42,7 +47,7 @@ HELPER="$REPO/scripts/pi_check_helper.py"
 CACHE="${EDGEKIT_PI_CACHE:-/var/tmp/edgekit-pi}"
 DATA="${EDGEKIT_TEST_DATA:-$(dirname "$REPO")/shared/data/mnist.npz}"
 PY="${PYTHON:-python3}"
-MODELS="" KERAS="" JSON="" IMAGES=10 RUN_TESTS=1 SIZES=0
+MODELS="" KERAS="" JSON="" IMAGES=10 RUN_TESTS=1 SIZES=0 RELEASE=bookworm
 BUNDLED_FRAMES=3  # camera-like frames for the bundled model, one digit each (emulated: ~15 s a start, <1 s a frame)
 # Which runtime tests run under emulation. Emulated, the arm64 code runs 200-1400x slower than natively: the whole of
 # tests/runtime (hundreds of generated camera frames and 500-image batches through float32 models) takes over half
@@ -67,6 +72,7 @@ while [ $# -gt 0 ]; do
         --no-tests) RUN_TESTS=0; shift ;;
         --all-tests) PI_TESTS="tests/runtime"; PI_TESTS_K=""; PI_TESTS_TIMEOUT=7200; shift ;;
         --sizes) SIZES=1; shift ;;
+        --release) RELEASE="${2:?}"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die 2 "unknown option '$1'; see scripts/pi_check.sh --help" ;;
     esac
@@ -78,6 +84,14 @@ done
 [[ "$IMAGES" =~ ^[1-9][0-9]*$ ]] || die 2 "--images must be a positive whole number, not '$IMAGES'"
 [ "$(id -u)" = 0 ] || die 3 "run as root: it unpacks a Debian root and may apt-get install qemu-user-static"
 command -v "$PY" >/dev/null || die 3 "host Python '$PY' not found; give --python"
+# Per release: the Pi's Python, its glibc (the newest manylinux tag pip may take), and the package names that differ.
+case "$RELEASE" in
+    bookworm) PYV=3.11 GLIBC_MINOR=36 GLIB_DEB=libglib2.0-0 DEBIAN="Debian 12 bookworm" ;;
+    trixie) PYV=3.13 GLIBC_MINOR=41 GLIB_DEB=libglib2.0-0t64 DEBIAN="Debian 13 trixie"
+            CACHE="$CACHE/trixie" ;;
+    *) die 2 "--release must be bookworm or trixie, not '$RELEASE'" ;;
+esac
+CP="cp${PYV/./}"
 mkdir -p "$CACHE"
 CACHE="$(cd "$CACHE" && pwd)"
 JSON="${JSON:-$CACHE/pi_check.json}"
@@ -86,7 +100,7 @@ ROOT="$CACHE/root"          # the bookworm arm64 root
 SITE="$CACHE/site"          # the device install: edgekit + its base dependencies (aarch64)
 TESTSITE="$CACHE/testsite"  # pytest for running tests/runtime on the "device"; not part of the device install
 WORK="$CACHE/run"           # this run's images, models and outputs
-PIPY="$CACHE/bin/python3.11"  # the Pi's python3.11, run through qemu (a wrapper so subprocesses work too)
+PIPY="$CACHE/bin/python$PYV"  # the Pi's python, run through qemu (a wrapper so subprocesses work too)
 rm -rf "$WORK" && mkdir -p "$WORK/native" "$WORK/pi" "$CACHE/bin"
 STAGES="$WORK/stages.tsv"; : > "$STAGES"
 FAILED=0
@@ -104,14 +118,15 @@ RUN_T0=$EPOCHREALTIME
 # Debian packages of the root: Python 3.11 as Raspberry Pi OS has it, the C++ runtime the backends need,
 # and the X11/GL libraries that the opencv-python (not -headless) aarch64 wheel links against — a
 # Raspberry Pi OS Lite image lacks some of them (see README "On a Raspberry Pi").
-BASE_DEBS="python3.11-minimal libpython3.11-stdlib libstdc++6 libgcc-s1"
-OPENCV_GUI_DEBS="libgl1 libglib2.0-0 libsm6 libice6 libx11-6 libxext6 libxcb1"
+BASE_DEBS="python$PYV-minimal libpython$PYV-stdlib libstdc++6 libgcc-s1"
+OPENCV_GUI_DEBS="libgl1 $GLIB_DEB libsm6 libice6 libx11-6 libxext6 libxcb1"
 ROOT_DEBS="$BASE_DEBS $OPENCV_GUI_DEBS"
 
-# pip's view of a Raspberry Pi OS bookworm: CPython 3.11, aarch64, glibc 2.36. pip does not widen an explicit
-# --platform to older manylinux tags, so name each one (ai-edge-litert ships manylinux_2_27, protobuf manylinux2014).
-PLATFORM_ARGS=(--only-binary=:all: --python-version 3.11 --implementation cp --abi cp311)
-for v in $(seq 36 -1 17); do PLATFORM_ARGS+=(--platform "manylinux_2_${v}_aarch64"); done
+# pip's view of a Raspberry Pi OS: CPython 3.11, aarch64, glibc 2.36 (bookworm; trixie: 3.13, glibc 2.41). pip does
+# not widen an explicit --platform to older manylinux tags, so name each one (ai-edge-litert ships manylinux_2_27,
+# protobuf manylinux2014).
+PLATFORM_ARGS=(--only-binary=:all: --python-version "$PYV" --implementation cp --abi "$CP")
+for v in $(seq "$GLIBC_MINOR" -1 17); do PLATFORM_ARGS+=(--platform "manylinux_2_${v}_aarch64"); done
 PLATFORM_ARGS+=(--platform manylinux2014_aarch64)
 PIP=("$PY" -m pip --disable-pip-version-check --no-input)
 
@@ -131,12 +146,19 @@ stage_done ok "$QEMU_VERSION"
 # ====================================================================================================
 stage "arm64 root"
 # A private apt (own lists, empty dpkg status, arm64 only) resolves and downloads the .debs; the host's
-# dpkg architectures are left alone. Sources are the host's own (/etc/apt/sources.list[.d]).
+# dpkg architectures are left alone. Sources are the host's own (/etc/apt/sources.list[.d]) for bookworm; for
+# trixie, Debian's own trixie suite, checked with the host's Debian archive keyring.
 APT_DIR="$CACHE/apt"
 APT=(apt-get -q -o APT::Architecture=arm64 -o "APT::Architectures::=arm64" -o "Dir::State=$APT_DIR/state"
      -o "Dir::State::status=$APT_DIR/state/status" -o "Dir::Cache=$APT_DIR/cache" -o Debug::NoLocking=1
      -o APT::Install-Recommends=0)
-ROOT_KEY="$(printf '%s\n' "$ROOT_DEBS" "pi4-cpuinfo-v1" | sha256sum | cut -c1-16)"
+if [ "$RELEASE" != bookworm ]; then
+    mkdir -p "$APT_DIR"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $RELEASE main" \
+        > "$APT_DIR/sources.list"
+    APT+=(-o "Dir::Etc::sourcelist=$APT_DIR/sources.list" -o "Dir::Etc::sourceparts=-")
+fi
+ROOT_KEY="$(printf '%s\n' "$ROOT_DEBS" "pi4-cpuinfo-v1" ${RELEASE/#bookworm/} | sha256sum | cut -c1-16)"
 if [ -f "$ROOT/.edgekit-root" ] && [ "$(cat "$ROOT/.edgekit-root")" = "$ROOT_KEY" ]; then
     stage_done ok "cached: $ROOT"
 else
@@ -151,6 +173,9 @@ else
         { tail -5 "$WORK/apt.log" >&2; die 3 "downloading the arm64 packages failed"; }
     rm -rf "$ROOT.tmp" && mkdir -p "$ROOT.tmp"
     for deb in "$APT_DIR/cache/archives/"*.deb; do dpkg-deb -x "$deb" "$ROOT.tmp"; done
+    # trixie's packages install under /usr only (merged /usr); its /lib -> usr/lib links come from base-files,
+    # which is not in the closure: make them, or the dynamic loader /lib/ld-linux-aarch64.so.1 is not found.
+    for d in bin sbin lib; do [ -e "$ROOT.tmp/$d" ] || ln -s "usr/$d" "$ROOT.tmp/$d"; done
     # qemu-user shows arm64 programs the host's x86 /proc/cpuinfo, on which LiteRT and ONNX Runtime crash;
     # qemu looks under -L first, so a Raspberry Pi 4's cpuinfo and CPU lists there fix that.
     mkdir -p "$ROOT.tmp/proc" "$ROOT.tmp/sys/devices/system/cpu"
@@ -167,7 +192,7 @@ fi
 cat > "$PIPY.tmp" <<EOF
 #!/bin/sh
 # The Raspberry Pi's python3.11, emulated. -0 makes sys.executable this wrapper, so subprocesses work too.
-exec qemu-aarch64-static -cpu cortex-a72 -L "$ROOT" -0 "\$0" "$ROOT/usr/bin/python3.11" "\$@"
+exec qemu-aarch64-static -cpu cortex-a72 -L "$ROOT" -0 "\$0" "$ROOT/usr/bin/python$PYV" "\$@"
 EOF
 chmod +x "$PIPY.tmp" && mv "$PIPY.tmp" "$PIPY"
 
@@ -314,6 +339,43 @@ else
 fi
 
 # ====================================================================================================
+# `edgekit benchmark` on the device, as a user would run it there: two models x two thread counts, accuracy on 50
+# MNIST test images. Emulated, so functional only: its table, JSON and recommendation are checked, never its times,
+# which are qemu's translation speed and not a Pi's.
+stage "edgekit benchmark (emulated: functional only, timings are not a Pi's)"
+BENCH_MODELS=("$MODELS/model_int8.tflite")
+[ -f "$MODELS/model_int8.onnx" ] && BENCH_MODELS+=("$MODELS/model_int8.onnx")
+"$PY" -c "import numpy as np, sys; d = np.load(sys.argv[1]); np.savez(sys.argv[2], x_test=d['x_test'][:50], y_test=d['y_test'][:50])" \
+    "$DATA" "$WORK/bench50.npz"
+set +e
+(cd "$WORK" && PYTHONPATH="$SITE" timeout 1200 "$PIPY" -c "from edgekit.toolkit.cli import main; main()" benchmark \
+    "${BENCH_MODELS[@]}" --data "$WORK/bench50.npz" --threads 1,2 --frames 3 --json "$WORK/benchmark.json" \
+    > "$WORK/pi/benchmark.txt" 2> "$WORK/pi/benchmark.err")
+rc=$?
+set -e
+if detail="$("$PY" - "$WORK/benchmark.json" "$rc" "${#BENCH_MODELS[@]}" <<'PYEOF'
+import json, sys
+path, rc, models = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+try:
+    report = json.load(open(path))
+except (OSError, ValueError):
+    sys.exit(print(f"exit {rc}, no JSON written") or 1)
+rows, rec = report["rows"], report["recommendation"]
+pairs = {(r["file"], r["threads"]) for r in rows}
+ok = rc == 0 and len(rows) == 2 * models and (rec["file"], rec["threads"]) in pairs and all(r["accuracy"] is not None for r in rows)
+accs = ", ".join(sorted({f"{r['file']} {r['accuracy']:.0f} %" for r in rows}))
+print(f"exit {rc}; {len(rows)} rows ({models} models x threads 1,2), accuracy on 50 images: {accs}; recommends "
+      f"{rec['file']} x {rec['threads']}; emulated timings not used")
+sys.exit(0 if ok else 1)
+PYEOF
+)"; then
+    stage_done ok "$detail"
+else
+    tail -2 "$WORK/pi/benchmark.err" >&2 || true
+    stage_done FAIL "$detail"
+fi
+
+# ====================================================================================================
 if [ "$RUN_TESTS" = 1 ]; then
     stage "runtime tests (emulated)"
     missing=""
@@ -370,7 +432,7 @@ stage_done ok "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["
 
 # ====================================================================================================
 TOTAL=$(awk -v a="$RUN_T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-"$PY" "$HELPER" report --stages "$STAGES" --work "$WORK" --total "$TOTAL" --qemu "$QEMU_VERSION" \
+"$PY" "$HELPER" report --stages "$STAGES" --work "$WORK" --total "$TOTAL" --qemu "$QEMU_VERSION" --release "$DEBIAN" \
     --models "${MODEL_FILES[*]}" --images "$IMAGES" --json "$JSON"
 if [ "$FAILED" != 0 ]; then
     echo "pi_check: FAILED (details above; outputs in $WORK)" >&2

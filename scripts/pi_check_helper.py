@@ -638,8 +638,9 @@ def report(args) -> None:
         return json.loads(p.read_text()) if p.is_file() and p.stat().st_size else None
 
     result = {
-        "what": "edgekit's device install on emulated Raspberry Pi 4 software (Debian 12 bookworm arm64, Python 3.11) "
-                "under qemu-user; predictions compared with x86-64",
+        "what": f"edgekit's device install on emulated Raspberry Pi 4 software ({args.release} arm64, Python "
+                f"{(load('import.json') or {}).get('python', '?')}) under qemu-user; predictions compared with x86-64",
+        "benchmark": load("benchmark.json"),
         "host": {"machine": platform.machine(), "python": platform.python_version(), "qemu": args.qemu},
         "ok": all(s["status"] != "FAIL" for s in stages),
         "total_seconds": float(args.total),
@@ -699,6 +700,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("report")
     for a in ("--stages", "--work", "--total", "--qemu", "--models", "--images", "--json"):
         s.add_argument(a, required=True)
+    s.add_argument("--release", default="Debian 12 bookworm")
     s.set_defaults(fn=report)
     args = p.parse_args(argv)
     args.fn(args)

@@ -136,7 +136,7 @@ def main() -> None:
 
 
 # Register every area's commands (each module imports only typer and edgekit at the top).
-from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime, cli_collect  # noqa: E402,F401
+from edgekit.toolkit import cli_train, cli_export, cli_validate, cli_runtime, cli_collect, cli_benchmark  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m edgekit.toolkit.cli`: the command modules registered on the imported module's app, not __main__'s.

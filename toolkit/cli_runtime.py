@@ -217,7 +217,8 @@ def webcam(
         str, typer.Option("--source", "-s", help="Camera index (0), /dev/videoN, a video file, a stream URL, or picamera2.")
     ] = "0",
     headless: Annotated[
-        bool, typer.Option("--headless", help='No window: one JSON line per frame {"frame", "digit", "confidence", "box", "fps", "latency_ms"}.')
+        bool, typer.Option("--headless", help='No window: one JSON line per frame {"frame", "digit", "confidence", "box", "fps", "latency_ms", '
+                                   '"capture_to_result_ms", "dropped"}.')
     ] = False,
     serve: Annotated[
         Optional[str],
@@ -302,7 +303,8 @@ def webcam(
             server.stop()
         if window:
             cv2.destroyAllWindows()
-    typer.echo(f"edgekit: {end.frames} frames from {stream.name}; {end.reason or 'done'}", err=True)
+    dropped = f" ({end.dropped} camera frames dropped for newer ones)" if end.dropped else ""
+    typer.echo(f"edgekit: {end.frames} frames from {stream.name}{dropped}; {end.reason or 'done'}", err=True)
 
 
 @command("info")

@@ -25,7 +25,7 @@ from edgekit.toolkit.synthetic import digit_strip, empty_frame, write_video
 from measured import check
 
 runner = CliRunner()
-HEADLESS_KEYS = {"frame", "digit", "confidence", "box", "fps", "latency_ms"}
+HEADLESS_KEYS = {"frame", "digit", "confidence", "box", "fps", "latency_ms", "capture_to_result_ms", "dropped"}
 
 
 @pytest.fixture(scope="module")
