@@ -141,12 +141,19 @@ def font_glyph(digit: int, rng: np.random.Generator, height: float, rotation: fl
 
 def font_frame(digit: int, rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, Box]:
     """One font-drawn digit photographed like ``camera_frame``'s: a BGR uint8 frame and the digit's box."""
+    glyph = font_glyph(digit, rng, rng.uniform(*look.digit_height) * look.size[1] * 20 / 28, look.rotation)
+    return glyph_frame(glyph, rng, look)
+
+
+def glyph_frame(glyph: np.ndarray, rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, Box]:
+    """Any glyph (float32 coverage 0..1, as tall as it should be in the frame) photographed like
+    ``camera_frame``'s digits, anywhere on the sheet: a BGR uint8 frame and the ink's box."""
     w, h = look.size
     light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
-    glyph = font_glyph(digit, rng, rng.uniform(*look.digit_height) * h * 20 / 28, look.rotation)
-    gh, gw = min(glyph.shape[0], h - 2), min(glyph.shape[1], w - 2)
+    m = max(1, round(0.02 * h))  # the whole digit in view, a little paper around it
+    gh, gw = min(glyph.shape[0], h - 2 * m), min(glyph.shape[1], w - 2 * m)
     glyph = glyph[:gh, :gw]
-    x, y = int(rng.integers(1, w - gw)), int(rng.integers(1, h - gh))
+    x, y = int(rng.integers(m, w - gw - m + 1)), int(rng.integers(m, h - gh - m + 1))
     sheet = np.full((h, w), paper, np.float32)
     box = _stamp(sheet, glyph, x, y, paper, ink)
     return _finish(sheet * light, rng, look), box

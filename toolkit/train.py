@@ -38,6 +38,7 @@ CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion.png"
 CHECKPOINT_FILE = "checkpoint.keras"
 CHECKPOINT_STATE = "checkpoint.json"
+CAMERA_POOL_FILE = "camera_pool.npz"
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
 SCHEDULES = ("plateau", "onecycle", "constant")
@@ -80,6 +81,11 @@ class Recipe:
     precision: str = "auto"
     """``auto`` (bfloat16 where the hardware has it natively, else float32), ``float32`` or ``bfloat16``
     (Keras' mixed policy: float32 variables, bfloat16 arithmetic). What is saved is float32 either way."""
+    camera: float = 0.0
+    """The share of every batch taken from camera crops (``toolkit/camera_data.py``: MNIST and font digits
+    photographed and cut out by the runtime's ``find_digits``) instead of MNIST images; 0: MNIST only."""
+    camera_pool: int = 20000
+    """How many camera crops are made for the run (``camera`` > 0 only), once, before the first step."""
 
     def check(self) -> None:
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
@@ -100,6 +106,10 @@ class Recipe:
             raise OptionsError(f"BatchNormalization momentum must be in (0, 1), got {self.bn_momentum}")
         if self.precision not in PRECISIONS:
             raise OptionsError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if not 0 <= self.camera < 1:
+            raise OptionsError(f"the camera share of a batch must be in [0, 1), got {self.camera}")
+        if self.camera and self.camera_pool < 1:
+            raise OptionsError(f"a camera pool needs at least one crop, got {self.camera_pool}")
 
 
 # Augmentation strength (full recipe): rotation in degrees, zoom and shift as fractions of the image.
@@ -123,6 +133,13 @@ RECIPES: dict[str, Recipe] = {
         "full", epochs=8, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
         warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True,
     ),
+    # For cameras (issue 21): the full recipe with a quarter of every batch cut from camera-like frames by the
+    # runtime's own find_digits (bold and thin strokes, print, light on dark, blur, noise; toolkit/camera_data.py),
+    # so the model learns what the device feeds it. One more epoch pays for the MNIST images the crops displace.
+    "camera": Recipe(
+        "camera", epochs=9, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
+        warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True, camera=0.25,
+    ),
 }
 
 # Where training runs in bfloat16 (a step takes ~0.4 of the float32 time on this CPU) the same wall time buys
@@ -135,6 +152,8 @@ BF16_RECIPES: dict[str, Recipe] = {
     # 14 epochs instead of 8, the same steps otherwise: an augmented bfloat16 pass took 0.49 of the float32
     # one side by side here, so 14 cost ~6.9 float32 epochs.
     "full": dataclasses.replace(RECIPES["full"], epochs=14),
+    # 16 instead of 9, as the full recipe's 14 for 8: ~1.14x the full recipe's steps, plus the pool.
+    "camera": dataclasses.replace(RECIPES["camera"], epochs=16),
 }
 
 
@@ -268,6 +287,7 @@ def train(
             f"{mnist.source} is not the data this run started with (sha256 differs); resume with the same --data"
         )
     x_train, y_train, x_val, y_val = _split(mnist, options)
+    pool, pool_seconds = _camera_pool(out, x_train, y_train, options, say) if recipe.camera else (None, 0.0)
 
     import keras
 
@@ -316,7 +336,7 @@ def train(
             if budget and budget.stopped_at is not None:
                 break
             model.fit(
-                _pipeline(x_train, y_train, recipe, options.seed, epochs, steps, steps_per_epoch),
+                _pipeline(x_train, y_train, recipe, options.seed, epochs, steps, steps_per_epoch, pool),
                 epochs=planned,
                 initial_epoch=epochs.start,
                 steps_per_epoch=steps,
@@ -344,6 +364,9 @@ def train(
     probabilities = model.predict(to_model_input(mnist.x_test), batch_size=500, verbose=0)
     metrics = _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, len(x_train),
                        steps_done)
+    if pool is not None:
+        metrics["camera_pool"] = {"crops": int(len(pool.y)), "from_fonts": round(float(pool.source.mean()), 3),
+                                  "seconds": round(pool_seconds, 2)}
     _finish(model, out, history, metrics, probabilities, mnist.y_test)
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
 
@@ -404,14 +427,17 @@ def _epoch_spans(initial_epoch: int, total_steps: int, steps_per_epoch: int) -> 
 
 
 def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: range, steps: int,
-              steps_per_epoch: int):
+              steps_per_epoch: int, pool=None):
     """``steps`` batches for each of ``epochs`` from a seeded per-epoch order, so a resumed run sees what the
     uninterrupted one would have. uint8 -> float per the contract; augmentation per batch, seeded by the
-    step's number in the whole run (epoch * steps_per_epoch + step)."""
+    step's number in the whole run (epoch * steps_per_epoch + step). With a camera ``pool``, the last
+    ``recipe.camera`` share of every batch is pool crops, drawn by a generator seeded by (seed, epoch, 1)."""
     import tensorflow as tf
 
-    n_keep = steps * recipe.batch_size
-    order = np.concatenate([np.random.default_rng([seed, epoch]).permutation(len(x))[:n_keep] for epoch in epochs])
+    order = np.concatenate([_epoch_order(len(x), 0 if pool is None else len(pool.y), recipe, seed, epoch, steps)
+                            for epoch in epochs])
+    if pool is not None:
+        x, y = np.concatenate([x, pool.x]), np.concatenate([y, pool.y])
     images = tf.constant(x)
     onehot = tf.constant(np.eye(NUM_CLASSES, dtype=np.float32)[y])
     first_step = epochs.start * steps_per_epoch
@@ -425,6 +451,42 @@ def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: r
 
     ds = tf.data.Dataset.from_tensor_slices(order).batch(recipe.batch_size, drop_remainder=True).enumerate()
     return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_order(n: int, n_pool: int, recipe: Recipe, seed: int, epoch: int, steps: int) -> np.ndarray:
+    """One epoch's image indices, batch after batch: MNIST's (0..n-1) in a seeded shuffle, and with a camera
+    pool the last ``camera`` share of each batch from the pool (indices from n on)."""
+    b = recipe.batch_size
+    k = int(round(recipe.camera * b)) if n_pool else 0
+    order = np.random.default_rng([seed, epoch]).permutation(n)[: steps * (b - k)]
+    if not k:
+        return order
+    crops = n + np.random.default_rng([seed, epoch, 1]).integers(n_pool, size=steps * k)
+    return np.concatenate([order.reshape(steps, b - k), crops.reshape(steps, k)], axis=1).ravel()
+
+
+def _camera_pool(out: Path, x: np.ndarray, y: np.ndarray, options: TrainOptions, say: Callable[[str], None]):
+    """The run's camera crops and the seconds they took: made once (seeded by the run's seed) and kept in the
+    run folder, so a resumed run trains on the same ones."""
+    from edgekit.toolkit.camera_data import CameraPool, make_pool
+
+    path = out / CAMERA_POOL_FILE
+    if path.exists():
+        with np.load(path) as f:
+            pool = CameraPool(f["x"], f["y"], f["source"])
+            if len(pool.y) == options.recipe.camera_pool and int(f["seed"]) == options.seed:
+                return pool, float(f["seconds"])
+    say(f"making {options.recipe.camera_pool} camera crops (MNIST and font digits through find_digits)")
+    t0 = time.perf_counter()
+    pool = make_pool(x, y, options.recipe.camera_pool, options.seed)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with _removed_on_failure(tmp, path):
+        with open(tmp, "wb") as f:
+            np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
+        os.replace(tmp, path)
+    return pool, seconds
 
 
 def augment_batch(images, seed):

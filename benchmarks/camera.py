@@ -1,0 +1,198 @@
+"""What the camera reads (issue 21): accuracy and "no digit" rate per kind of frame, for any models side by side.
+
+    python benchmarks/camera.py --data ../shared/data/mnist.npz [--model A.tflite --model B.tflite]
+                                [--edgekit OTHER/.venv/bin/edgekit] [--per-kind 100] [--seed 0]
+
+Every frame is a 640x480 camera-like photo (lit paper or a dark board, a lighting gradient, rotation, blur,
+sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seeded generator:
+
+| kind | what |
+|---|---|
+| mnist_paper | MNIST *test* digits written on paper |
+| thin_pen | MNIST test digits redrawn along their centre line with a ballpoint (2-5 % of the height) |
+| bold_marker | MNIST test digits and font digits redrawn with a marker (12-25 % of the height) |
+| hershey_print | OpenCV's ``FONT_HERSHEY_*`` faces as drawn (OpenCV 5: built-in outline fonts) |
+| dejavu_print | the DejaVu faces inside matplotlib's package, as drawn |
+| light_on_dark | all of the above as chalk on a dark board |
+| multi | four MNIST test digits in a row, read with ``multi=True`` (per digit; and whole rows) |
+| blank | blank paper, dark frames, noise, and an empty sheet lying on a desk: the share read as "no digit" |
+
+The fonts are the ones the camera recipe may train on, so this is not the independent check (other typefaces and
+other people's handwriting are kept out of the repository for that); MNIST digits come from the test set only.
+
+Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
+``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
+bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
+benchmarks/results/camera.json (or ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank")
+STRIP = 4  # digits per multi frame
+
+
+def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int) -> dict[str, list]:
+    """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
+    from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
+    from edgekit.toolkit.synthetic import Look, _finish, _glyph, _paper, camera_frame, digit_strip, empty_frame, glyph_frame
+
+    look = Look()
+    out: dict[str, list] = {k: [] for k in KINDS}
+    for k, kind in enumerate(KINDS):
+        rng = np.random.default_rng([seed, k])
+        for i in range(per_kind):
+            j = int(rng.integers(len(x_test)))
+            height = rng.uniform(*look.digit_height) * look.size[1] * 20 / 28
+            if kind == "mnist_paper":
+                frame, _ = camera_frame(x_test[j], rng, Look(light_on_dark=0.0))
+                out[kind].append((frame, int(y_test[j])))
+            elif kind in ("thin_pen", "bold_marker"):
+                width = rng.uniform(0.02, 0.05) if kind == "thin_pen" else rng.uniform(0.12, 0.25)
+                if kind == "bold_marker" and i % 2:
+                    label = int(rng.integers(10))
+                    bitmap = font_digit(label, rng, "any", width)
+                else:
+                    label, bitmap = int(y_test[j]), pen(skeleton(_mnist_big(x_test[j])), width)
+                glyph = shape_glyph(bitmap, rng, height, rotation=8.0, shear=0.15, aspect=(0.9, 1.1))
+                out[kind].append((glyph_frame(glyph, rng, Look(light_on_dark=0.0))[0], label))
+            elif kind in ("hershey_print", "dejavu_print"):
+                digit = int(rng.integers(10))
+                bitmap = font_digit(digit, rng, kind.split("_")[0], None)
+                out[kind].append((glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit))
+            elif kind == "light_on_dark":
+                chalk = Look(light_on_dark=1.0)
+                if i % 3 == 0:
+                    out[kind].append((camera_frame(x_test[j], rng, chalk)[0], int(y_test[j])))
+                else:
+                    digit = int(rng.integers(10))
+                    width = rng.uniform(0.03, 0.22) if i % 3 == 1 else None
+                    glyph = shape_glyph(font_digit(digit, rng, "any", width), rng, height)
+                    out[kind].append((glyph_frame(glyph, rng, chalk)[0], digit))
+            elif kind == "multi":
+                idx = rng.choice(len(x_test), STRIP, replace=False)
+                frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
+                out[kind].append((frame, "".join(str(int(d)) for d in y_test[idx])))
+            else:  # blank
+                what = ("paper", "dark", "noise", "desk")[i % 4]
+                if what == "desk":
+                    w, h = look.size
+                    light, paper, _ = _paper(rng, look, dark_board=False)
+                    img = np.full((h, w), rng.uniform(20, 110), np.float32)
+                    sw, sh = int(w * rng.uniform(0.5, 0.85)), int(h * rng.uniform(0.5, 0.9))
+                    sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
+                    img[sy : sy + sh, sx : sx + sw] = paper
+                    frame = _finish(img * light, rng, look)
+                else:
+                    frame = empty_frame(what, rng)
+                out[kind].append((frame, None))
+    return out
+
+
+def _mnist_big(digit: np.ndarray) -> np.ndarray:
+    """A 28x28 MNIST digit as a 160-px uint8 bitmap, for thinning to its centre line."""
+    return cv2.resize(digit, (160, 160), interpolation=cv2.INTER_CUBIC)
+
+
+def read_in_process(model: str | None, frames: dict[str, list]) -> dict[str, list]:
+    """{kind: [what the model read]}: a digit, a string (multi) or None, through this checkout's runtime."""
+    from edgekit.runtime import Classifier
+
+    clf = Classifier(model)
+    out = {}
+    for kind, items in frames.items():
+        if kind == "multi":
+            out[kind] = ["".join(str(p.digit) for p in clf.classify(f, multi=True)) or None for f, _ in items]
+        else:
+            out[kind] = [clf.classify(f).digit for f, _ in items]
+    return out
+
+
+def read_with_cli(edgekit: str, frames: dict[str, list], folder: Path) -> dict[str, list]:
+    """The same through another installation's ``edgekit predict --json`` on the frames saved as PNG."""
+    out = {}
+    for kind, items in frames.items():
+        paths = []
+        for i, (frame, _) in enumerate(items):
+            path = folder / f"{kind}-{i:04d}.png"
+            if not path.exists():
+                cv2.imwrite(str(path), frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            paths.append(str(path))
+        cmd = [edgekit, "predict", "--json", *(["--multi"] if kind == "multi" else []), *paths]
+        lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+        got = {r["path"]: r["digit"] for r in map(json.loads, lines)}
+        out[kind] = [None if got.get(p) is None else (str(got[p]) if kind == "multi" else int(got[p])) for p in paths]
+    return out
+
+
+def score(kind: str, truths: list, reads: list) -> dict:
+    n = len(truths)
+    if kind == "blank":
+        return {"frames": n, "no_digit": sum(r is None for r in reads) / n}
+    row = {"frames": n, "accuracy": sum(r == t for r, t in zip(reads, truths)) / n,
+           "no_digit": sum(r is None for r in reads) / n}
+    if kind == "multi":
+        digits = sum(sum(a == b for a, b in zip(r or "", t)) for r, t in zip(reads, truths))
+        row["digit_accuracy"] = digits / (n * STRIP)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="Keras-layout mnist.npz (its test set is drawn)")
+    ap.add_argument("--model", action="append", default=[], help="a .tflite/.onnx to read with (repeatable; default: the bundled one)")
+    ap.add_argument("--edgekit", action="append", default=[], help="another installation's edgekit command (repeatable)")
+    ap.add_argument("--per-kind", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
+    args = ap.parse_args()
+
+    with np.load(args.data) as d:
+        x_test, y_test = d["x_test"], d["y_test"]
+    t0 = time.perf_counter()
+    frames = make_frames(x_test, y_test, args.per_kind, args.seed)
+    print(f"made {sum(map(len, frames.values()))} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    readers: dict[str, dict] = {}
+    for model in args.model or [None]:
+        readers[model or "bundled"] = read_in_process(model, frames)
+    if args.edgekit:
+        with tempfile.TemporaryDirectory() as tmp:
+            for binary in args.edgekit:
+                readers[f"{binary} (its bundled model)"] = read_with_cli(binary, frames, Path(tmp))
+
+    rows = []
+    for kind in KINDS:
+        truths = [t for _, t in frames[kind]]
+        rows.append({"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}})
+    names = list(readers)
+    print(f"{'kind':15s} {'frames':>6s}  " + "  ".join(f"{n[-28:]:>28s}" for n in names))
+    for r in rows:
+        cells = []
+        for n in names:
+            s = r[n]
+            cells.append(f"{'no digit' if r['kind'] == 'blank' else 'read right'} "
+                         f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}".rjust(28))
+        print(f"{r['kind']:15s} {r[names[0]]['frames']:6d}  " + "  ".join(cells))
+    result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
+              "per_kind": args.per_kind, "readers": names, "rows": rows,
+              "opencv": cv2.__version__}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

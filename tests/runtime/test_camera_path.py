@@ -1,0 +1,138 @@
+"""The digits people hold up to a camera (issue 21): a marker's bold strokes, a thin pen, print that fills the
+frame, light on dark, a sheet lying on a desk — find_digits boxes the digit, never the paper inside its loop.
+
+Frames are made here from OpenCV's Hershey fonts, matplotlib's DejaVu fonts and MNIST digits; the assertions are
+about boxes (OpenCV's arithmetic, no trained model). Measured over seeds 0-3 of each frame set (scratch sweeps, the
+tests' own generators with other seeds): bold digits misboxed 1 of 720 frames (295 before the fix); sheets on a
+desk 1 of 240 (2 before); thin pens and blank frames none."""
+
+from __future__ import annotations
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from edgekit.runtime.preprocess import find_digits
+from edgekit.toolkit import fonts
+from edgekit.toolkit.fonts import font_digit, shape_glyph, stroke_width
+from edgekit.toolkit.synthetic import Look, _finish, _glyph, _stamp, empty_frame, glyph_frame
+from measured import check
+
+LOOPED = (0, 6, 8, 9)  # the digits with a loop whose inside a bold stroke makes as large as the stroke
+
+
+def _cover(found, drawn) -> float:
+    """The share of the drawn digit's box that the found box covers."""
+    ix = max(0, min(found[0] + found[2], drawn[0] + drawn[2]) - max(found[0], drawn[0]))
+    iy = max(0, min(found[1] + found[3], drawn[1] + drawn[3]) - max(found[1], drawn[1]))
+    return ix * iy / (drawn[2] * drawn[3])
+
+
+def _marker_digit(digit: int, rng: np.random.Generator, family: str, stroke: float) -> np.ndarray:
+    """``digit`` drawn with a marker ``stroke`` of its height, in a face whose loop the marker left open (a hole of
+    at least 2 % of the glyph's box): a 0, 4, 6, 8 or 9 whose loop is filled in is a blob no one reads. (OpenCV 5's
+    narrow 0 closes under a quarter-height marker; DejaVu's wider ones stay open.)"""
+    for attempt in range(60):
+        bitmap = font_digit(digit, rng, family if attempt < 20 else "any", stroke)  # OpenCV 5's 0 is narrow
+        if digit not in LOOPED:
+            return bitmap
+        contours, hierarchy = cv2.findContours((bitmap > 127).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        if any(h[3] >= 0 and cv2.contourArea(c) >= 0.02 * bitmap.size for c, h in zip(contours, hierarchy[0])):
+            return bitmap
+    raise AssertionError(f"no {family} face keeps the loop of a {digit} open under a {stroke:.0%} marker")
+
+
+def _boxed(frames) -> list[float]:
+    out = []
+    for frame, box in frames:
+        crops = find_digits(frame)
+        out.append(_cover(crops[0].box, box) if crops else 0.0)
+    return out
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("light_on_dark", [0.0, 1.0], ids=["ink-on-paper", "chalk-on-board"])
+@pytest.mark.parametrize("stroke", [0.12, 0.18, 0.25])
+def test_a_bold_digit_is_boxed_whole_not_its_hole(stroke, light_on_dark):
+    """Bold 0/6/8/9 with strokes up to a quarter of the digit's height, small to frame-filling, in both Hershey
+    and DejaVu faces: the box covers >= 90 % of the drawn digit's box (misboxed: 1 frame of 720 over seeds 0-3;
+    before the fix the loop won on 295)."""
+    rng = np.random.default_rng(int(stroke * 100) + int(light_on_dark))
+    frames = []
+    for k in range(30):
+        digit = LOOPED[k % len(LOOPED)]
+        bitmap = _marker_digit(digit, rng, ("hershey", "dejavu")[k % 2], stroke)
+        height = rng.uniform(0.25, 0.9) * 480
+        frames.append(glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=light_on_dark)))
+    covers = _boxed(frames)
+    check(f"camera path: bold frames of 30 boxed < 90 % (stroke {stroke})", sum(c < 0.9 for c in covers), "<=", 2)
+
+
+def test_a_thin_pen_digit_is_still_boxed_whole():
+    rng = np.random.default_rng(3)
+    frames = []
+    for k in range(40):
+        bitmap = font_digit(k % 10, rng, "hershey", 0.03)
+        frames.append(glyph_frame(shape_glyph(bitmap, rng, rng.uniform(0.25, 0.8) * 480), rng,
+                                  Look(light_on_dark=0.25)))
+    covers = _boxed(frames)
+    assert min(covers) >= 0.9, [round(c, 2) for c in covers]
+
+
+@pytest.mark.numeric
+def test_a_digit_on_a_sheet_lying_on_a_darker_desk(mnist):
+    """The paper does not fill the frame: a desk around it, darker than the paper and often darker than the ink.
+    The frame-wide median there is the desk, so the local estimate must still win at the sheet's edge."""
+    rng = np.random.default_rng(4)
+    frames = []
+    for k in range(40):
+        h, w = 480, 640
+        sw, sh = int(w * rng.uniform(0.55, 0.85)), int(h * rng.uniform(0.6, 0.9))
+        sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
+        paper, ink = rng.uniform(170, 240), rng.uniform(15, 70)
+        img = np.full((h, w), rng.uniform(20, 110), np.float32)
+        img[sy : sy + sh, sx : sx + sw] = paper
+        if k % 2:
+            glyph = _glyph(mnist.x_test[k], rng.uniform(0.3, 0.6) * sh, rng.uniform(-8, 8))
+        else:
+            bitmap = _marker_digit(int(rng.integers(10)), rng, "any", rng.uniform(0.05, 0.25))
+            glyph = shape_glyph(bitmap, rng, rng.uniform(0.3, 0.6) * sh)
+        gx = sx + int(rng.integers(5, max(6, sw - glyph.shape[1] - 5)))
+        gy = sy + int(rng.integers(5, max(6, sh - glyph.shape[0] - 5)))
+        glyph = glyph[: sy + sh - gy - 2, : sx + sw - gx - 2]
+        box = _stamp(img, glyph, gx, gy, paper, ink)
+        frames.append((_finish(img, rng, Look()), box))
+    covers = _boxed(frames)
+    check("camera path: sheet-on-desk frames of 40 boxed < 90 %", sum(c < 0.9 for c in covers), "<=", 3)
+
+
+@pytest.mark.parametrize("kind", ["paper", "dark", "noise"])
+def test_blank_frames_stay_empty(kind):
+    rng = np.random.default_rng({"paper": 21, "dark": 22, "noise": 23}[kind])
+    assert [find_digits(empty_frame(kind, rng)) for _ in range(30)] == [[]] * 30
+
+
+def test_fonts_come_from_matplotlibs_own_files_only():
+    """Every DejaVu face is read from inside matplotlib's package (no system font), and draws every digit."""
+    root = fonts.dejavu_path("DejaVuSans").parent
+    assert root.is_relative_to(matplotlib.get_data_path())
+    for face in fonts.DEJAVU_FACES:
+        assert fonts.dejavu_path(face).parent == root
+        for digit in range(10):
+            bitmap = fonts._dejavu_bitmap(face, digit)
+            assert abs(bitmap.shape[0] - fonts.CANVAS) < 0.2 * fonts.CANVAS and bitmap.max() == 255
+    with pytest.raises(FileNotFoundError, match="matplotlib ships no"):
+        fonts.dejavu_path("Arial")
+
+
+@pytest.mark.parametrize("family", ["hershey", "dejavu"])
+def test_the_pen_is_as_wide_as_asked(family):
+    """A thin pen to a marker a quarter of the digit's height: the stroke (twice the ink's area over its outline,
+    which a marker that closes a loop inflates) is about what was asked."""
+    rng = np.random.default_rng(5)
+    for digit in range(10):
+        for target in (0.03, 0.15, 0.25):
+            bitmap = font_digit(digit, rng, family, target)
+            want = target * bitmap.shape[0]
+            assert -0.25 * want - 1 <= stroke_width(bitmap) - want <= 0.75 * want + 2, (digit, target)  # pixels

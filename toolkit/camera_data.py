@@ -1,0 +1,123 @@
+"""What the camera recipe trains on besides MNIST: digits as the device sees them (issue 21).
+
+The model on a Raspberry Pi never sees an MNIST image: it sees what ``find_digits`` cut out of a camera frame. So
+the camera recipe mixes into every batch crops made the device's way: a digit is drawn as a glyph, changed as
+people and printers change it, photographed (``synthetic.glyph_frame``: lit paper or a dark board, a lighting
+gradient, a slight rotation, blur, sensor noise, JPEG), and cut out by the runtime's own ``find_digits``. A crop
+whose box is not the drawn digit's (the runtime would misread the scene itself) is not kept: its label would lie.
+
+The glyphs (the only sources training may use; every other typeface and all other handwriting are kept for an
+independent check):
+- MNIST training digits (never the validation or test images), their stroke thinned or made bold, distorted
+  elastically (Simard et al., 2003) and by the frame's affine look;
+- OpenCV's Hershey faces and the DejaVu faces inside matplotlib's package, as their own outlines or redrawn with
+  a pen from a thin ballpoint (3 % of the height) to a marker (25 %), slanted, squeezed and rotated.
+
+Everything is drawn from ``numpy.random.default_rng([seed, chunk])``: the same seed gives the same pool, whatever
+the number of worker processes. Frames are 320x240, the size ``find_digits`` analyses a 640x480 frame at.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgekit.runtime.preprocess import find_digits
+from edgekit.toolkit.fonts import font_digit, shape_glyph
+from edgekit.toolkit.synthetic import Look, _glyph, glyph_frame
+
+CHUNK = 500  # crops drawn from one seeded generator
+FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
+PEN_SHARE = 0.6  # of the font crops, the share redrawn with a pen (the rest: the face's own outline)
+LOOK = Look(size=(320, 240), digit_height=(0.25, 0.85), light_on_dark=0.2)
+MIN_COVER = 0.8  # a crop is kept when its box and the drawn digit's box overlap this much (IoU)
+
+
+@dataclass(frozen=True)
+class CameraPool:
+    """Crops as the device cuts them: uint8 (N, 28, 28) ink bright on black, their labels, and where each came
+    from (0: MNIST, 1: a font)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: np.ndarray
+
+
+def make_pool(x: np.ndarray, y: np.ndarray, n: int, seed: int, workers: int | None = None) -> CameraPool:
+    """``n`` camera crops from the MNIST digits ``x``/``y`` (the training split only) and the fonts, seeded."""
+    chunks = [(x, y, min(CHUNK, n - start), seed, start // CHUNK) for start in range(0, n, CHUNK)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(chunks)))
+    if workers == 1:
+        parts = [_chunk(*c) for c in chunks]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_chunk, *zip(*chunks)))
+    return CameraPool(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+
+
+def _chunk(x: np.ndarray, y: np.ndarray, n: int, seed: int, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng([seed, chunk])
+    images, labels, sources = [], [], []
+    while len(images) < n:
+        from_font = rng.random() < FONT_SHARE
+        if from_font:
+            label = int(rng.integers(10))
+            glyph = font_glyph(label, rng)
+        else:
+            i = int(rng.integers(len(x)))
+            label = int(y[i])
+            glyph = mnist_glyph(x[i], rng)
+        frame, box = glyph_frame(glyph, rng, LOOK)
+        crops = find_digits(frame)
+        if not crops or _iou(crops[0].box, box) < MIN_COVER:
+            continue  # the runtime itself would misread this scene: no label to learn from
+        images.append(crops[0].image)
+        labels.append(label)
+        sources.append(int(from_font))
+    return np.stack(images), np.array(labels, np.int32), np.array(sources, np.uint8)
+
+
+def font_glyph(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A font digit as float32 coverage, sized for LOOK's frames."""
+    stroke = float(rng.uniform(0.03, 0.25)) if rng.random() < PEN_SHARE else None
+    height = rng.uniform(*LOOK.digit_height) * LOOK.size[1] * 20 / 28
+    return shape_glyph(font_digit(label, rng, "any", stroke), rng, height, rotation=10.0)
+
+
+def mnist_glyph(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST digit as float32 coverage sized for LOOK's frames: elastically distorted, its stroke thinned
+    (down to a ballpoint's) or made bold (up to a marker's: a quarter of the height), rotated a little."""
+    height = rng.uniform(*LOOK.digit_height) * LOOK.size[1]
+    glyph = _glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
+    ink_height = height * 20 / 28
+    # MNIST's own stroke is ~10-15 % of the height: change it by -6 % (thin) to +12 % (bold) of the height.
+    change = rng.uniform(-0.06, 0.12) * ink_height
+    r = int(round(abs(change) / 2))
+    if r:
+        pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        pad = cv2.copyMakeBorder(glyph, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+        changed = cv2.dilate(pad, pen) if change > 0 else cv2.erode(pad, pen)
+        if changed.max() > 0.5:  # a thinning that erased the digit keeps the original
+            glyph = changed
+    return glyph
+
+
+def elastic(digit: np.ndarray, rng: np.random.Generator, alpha: float = 34.0, sigma: float = 4.0) -> np.ndarray:
+    """A 28x28 uint8 digit under a smooth random displacement field (Simard et al.'s alpha 34, sigma 4)."""
+    h, w = digit.shape
+    dx = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma) * alpha
+    dy = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma) * alpha
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(digit, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
