@@ -221,12 +221,12 @@ def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, float]:
 
 def _paper_median(g: np.ndarray) -> np.ndarray:
     """The paper level under each pixel: a median over a window as wide as the image's shorter side, taken
-    on a thumbnail a quarter of the size (a lighting gradient survives it; strokes, a minority at that scale,
+    on a thumbnail an eighth of the size (a lighting gradient survives it; strokes, a minority at that scale,
     do not)."""
     H, W = g.shape
-    if min(H, W) < 32:
+    if min(H, W) < 64:
         return np.full_like(g, int(np.median(g)))
-    thumb = cv2.resize(g, (W // 4, H // 4), interpolation=cv2.INTER_AREA)
+    thumb = cv2.resize(g, (W // 8, H // 8), interpolation=cv2.INTER_AREA)
     bg = cv2.medianBlur(thumb, min(min(thumb.shape) | 1, 255))
     return cv2.resize(bg, (W, H), interpolation=cv2.INTER_LINEAR)
 
