@@ -205,6 +205,11 @@ def print_by_axis(columns: list[str], table: list[dict], markdown: bool) -> None
     lines = [(r["name"].replace("|", "\\|") if markdown else r["name"], f"{r['op']} {fmt(r['threshold'])}",
               *(fmt(c["worst"]) + ("" if c["holds"] else " FAILS") if (c := r["columns"].get(col)) else "-"
                 for col in columns)) for r in table]
+    _print_rows(head, lines, markdown)
+
+
+def _print_rows(head: tuple, lines: list, markdown: bool) -> None:
+    """A table as Markdown or as aligned columns."""
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
@@ -232,15 +237,7 @@ def print_table(table: list[dict], runs: int, markdown: bool) -> None:
         if not r["holds_everywhere"]:
             mark += " FAILS"
         lines.append((r["name"], rule, fmt(r["worst"]), where, mark, str(r["measurements"])))
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for line in lines:
-            print("| " + " | ".join(line) + " |")
-        return
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    for line in (head, *lines):
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths)))
+    _print_rows(head, lines, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
