@@ -4,9 +4,10 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
 
 1. grayscale uint8, optionally cropped to a region of interest, scaled down to a working size;
 2. ink polarity: dark ink on light paper is usual, light ink on a dark board must work too. Decided from
-   the extremes of the frame minus its paper (ink is the tail that stands out most), the paper estimated
-   twice (a frame-wide median, a local mean); when the two disagree both polarities are tried, and the one
-   whose digit is the hole inside the other's digit (the paper in a bold 8's loop) loses;
+   the extremes of the frame minus its paper (ink is the tail that stands out most), the paper estimated by
+   a frame-wide median and, when that says light ink, by a local mean too; when the two disagree both
+   polarities are tried, and the one whose digit is the hole inside the other's digit (the paper in a bold
+   8's loop) loses;
 3. a threshold that survives uneven light: the paper is estimated by a morphological closing (opening for
    light ink) wider than any stroke (a marker's is up to a quarter of the digit's height), so a lighting
    gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all;
@@ -35,7 +36,7 @@ MIN_CONTRAST = 28  # grey levels between ink and paper below which nothing count
 NOISE_MARGIN = 5.0  # ink must be this many noise sigmas above the paper
 MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (or ROI's) height ...
 MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
-ON_PAPER_CONTRAST = 1.5  # a digit's surroundings differ from its strokes by at most this times its ink strength
+ON_PAPER_CONTRAST = 1.5  # light ink's surroundings differ from its strokes by at most this times its strength
 MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the tallest digit's height
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the frame's pixels
@@ -184,17 +185,21 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     if not half:
         h = g
     # Polarity: ink is the tail of (pixel - paper) that reaches furthest from zero. Two estimates of the paper
-    # fail in opposite cases, so both are asked:
+    # fail in opposite cases:
     # - the median over a window as wide as the frame's shorter side: ink is a minority at that scale even for
-    #   a marker digit that fills the frame, but around a sheet lying on a darker desk it is the desk;
+    #   a marker digit that fills the frame, but around a sheet lying on a darker desk it is the desk, so the
+    #   sheet looks like light ink;
     # - the mean over a third of the frame: right at a sheet's edge, but mostly ink around a bold digit, so
     #   that the paper in a bold 8's loop rises above it about as far as the ink falls below it, or further.
-    # When they disagree, find_digits looks for the digit in both polarities and keeps the one that is not
-    # the other's hole.
-    votes = [_polarity(h, _paper_median(h)), _polarity(h, cv2.blur(h, (max(3, (min(h.shape) // 3) | 1),) * 2))]
+    # The median decides; when it says light ink (a board, or a sheet on a desk), the mean is asked too, and if
+    # they disagree find_digits looks for the digit in both polarities and keeps the one that is not the other's
+    # hole. Dark ink on paper, the usual frame, costs one estimate.
+    votes = [_polarity(h, _paper_median(h))]
+    if not votes[0][0]:
+        votes.append(_polarity(h, cv2.blur(h, (max(3, (min(h.shape) // 3) | 1),) * 2)))
     if max(v[1] for v in votes) < MIN_CONTRAST // 2:
         return None  # flat: blank paper, a dark frame, a lens cap
-    polarities = (votes[0][0], votes[1][0])
+    polarities = (votes[0][0], votes[-1][0])
     # Paper for the threshold: a closing (opening for light ink) wider than any stroke, a third of the frame
     # (a marker's stroke is up to a quarter of a digit's height), computed at a quarter of the size.
     f = 4 if min(H, W) >= 64 else 1
@@ -326,8 +331,11 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         level = _quantile(core, 0.5) if core.sum() else t
         if level < NOISE_MARGIN * noise:
             continue  # as strong as the noise around it: speckle, not ink
-        if not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
-            continue  # the rim of a sheet lying on a darker desk, not ink on paper
+        if not dark and not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
+            # The rim of a sheet lying on a darker desk, not chalk on a board. Only light ink is checked: the
+            # sheet is what looks like light ink there (an empty sheet on a desk read as a digit in 5 of 20
+            # frames whether dark ink was checked too or not), and dark ink on paper, the usual frame, pays nothing.
+            continue
         patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(level, 1.0))  # rounded, saturated at 255
         out.append(((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch))
         if not multi:
