@@ -3,7 +3,7 @@ frame, light on dark, a sheet lying on a desk — find_digits boxes the digit, n
 
 Frames are made here from OpenCV's Hershey fonts, matplotlib's DejaVu fonts and MNIST digits; the assertions are
 about boxes (OpenCV's arithmetic, no trained model). Measured over seeds 0-3 of each frame set (scratch sweeps, the
-tests' own generators with other seeds): bold digits misboxed 1 of 720 frames (295 before the fix); sheets on a
+tests' own generators with other seeds): bold digits misboxed 0 of 720 frames (295 before the fix); sheets on a
 desk 1 of 240 (2 before); thin pens and blank frames none."""
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def _boxed(frames) -> list[float]:
 @pytest.mark.parametrize("stroke", [0.12, 0.18, 0.25])
 def test_a_bold_digit_is_boxed_whole_not_its_hole(stroke, light_on_dark):
     """Bold 0/6/8/9 with strokes up to a quarter of the digit's height, small to frame-filling, in both Hershey
-    and DejaVu faces: the box covers >= 90 % of the drawn digit's box (misboxed: 1 frame of 720 over seeds 0-3;
-    before the fix the loop won on 295)."""
+    and DejaVu faces: the box covers >= 90 % of the drawn digit's box (misboxed: 0 frames of 720 over seeds 0-3,
+    1 with an earlier form of the fix; before it the loop won on 295)."""
     rng = np.random.default_rng(int(stroke * 100) + int(light_on_dark))
     frames = []
     for k in range(30):
