@@ -173,7 +173,7 @@ def _fragment(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
 
 def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray], float, np.ndarray] | None:
     """The ink polarity of a grayscale working image as two estimates (True: dark ink; the frame-wide one, the
-    likelier, first), a function giving the uint8 ink strength (0 = paper) for a polarity, the sensor-noise
+    likelier, first; the same one twice when it says dark ink), a function giving the uint8 ink strength (0 = paper) for a polarity, the sensor-noise
     sigma and the image as the strengths were measured on (lightly blurred); None when it holds no ink at all."""
     H, W = g.shape
     # Polarity and noise are measured at half size when the frame is big: the tails barely move, area
