@@ -54,18 +54,12 @@ def font_frames(n: int, seed: int):
         yield frame, int(d), box
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def is_the_digit(crop, box) -> bool:
     """What a person labelling in the window or on the page sees: is the crop the digit that was written?
     (Not when the preprocessing boxed something else, e.g. the paper inside a large bold 6's loop.)"""
-    return crop is not None and iou(crop.box, box) >= MIN_IOU
+    from edgekit.toolkit.synthetic import box_iou
+
+    return crop is not None and box_iou(crop.box, box) >= MIN_IOU
 
 
 def collect_fonts(folder: Path, n: int, seed: int):

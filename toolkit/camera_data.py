@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekit.runtime.preprocess import find_digits
 from edgekit.toolkit.fonts import font_digit, shape_glyph
-from edgekit.toolkit.synthetic import Look, _glyph, glyph_frame
+from edgekit.toolkit.synthetic import Look, _glyph, box_iou, glyph_frame
 
 CHUNK = 500  # crops drawn from one seeded generator
 FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
@@ -74,7 +74,7 @@ def _chunk(x: np.ndarray, y: np.ndarray, n: int, seed: int, chunk: int) -> tuple
             glyph = mnist_glyph(x[i], rng)
         frame, box = glyph_frame(glyph, rng, LOOK)
         crops = find_digits(frame)
-        if not crops or _iou(crops[0].box, box) < MIN_COVER:
+        if not crops or box_iou(crops[0].box, box) < MIN_COVER:
             continue  # the runtime itself would misread this scene: no label to learn from
         images.append(crops[0].image)
         labels.append(label)
@@ -114,10 +114,3 @@ def elastic(digit: np.ndarray, rng: np.random.Generator, alpha: float = 34.0, si
     dy = cv2.GaussianBlur(rng.uniform(-1, 1, (h, w)).astype(np.float32), (0, 0), sigma) * alpha
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(digit, gx + dx, gy + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def _iou(a, b) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)

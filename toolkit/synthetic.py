@@ -16,6 +16,8 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from edgekit.toolkit.fonts import HERSHEY_FONTS
+
 Box = tuple[int, int, int, int]
 
 
@@ -109,12 +111,6 @@ def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look(
 
 # -- digits that are not MNIST: OpenCV's Hershey fonts, as a stand-in for someone else's handwriting ------------
 
-HERSHEY_FONTS = (
-    cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
-    cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
-)
-
-
 def font_glyph(digit: int, rng: np.random.Generator, height: float, rotation: float = 8.0) -> np.ndarray:
     """``digit`` drawn in a random Hershey font (upright or italic), stroke weight, slant, aspect and rotation:
     float32 coverage 0..1 whose ink is about ``height`` px tall. Not MNIST: printed and script letterforms
@@ -157,6 +153,14 @@ def glyph_frame(glyph: np.ndarray, rng: np.random.Generator, look: Look = Look()
     sheet = np.full((h, w), paper, np.float32)
     box = _stamp(sheet, glyph, x, y, paper, ink)
     return _finish(sheet * light, rng, look), box
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, list[Box]]:
