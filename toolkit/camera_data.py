@@ -8,8 +8,9 @@ whose box is not the drawn digit's (the runtime would misread the scene itself) 
 
 The glyphs (the only sources training may use; every other typeface and all other handwriting are kept for an
 independent check):
-- MNIST training digits (never the validation or test images), their stroke thinned or made bold, distorted
-  elastically (Simard et al., 2003) and by the frame's affine look;
+- MNIST training digits (never the validation or test images), distorted elastically (Simard et al., 2003) and
+  by the frame's affine look, their own stroke thinned or made bold, or redrawn along their centre line with a
+  pen from a ballpoint (2 % of the height) to a marker (25 %): the even stroke people write with;
 - OpenCV's Hershey faces and the DejaVu faces inside matplotlib's package, as their own outlines or redrawn with
   a pen from a thin ballpoint (3 % of the height) to a marker (25 %), slanted, squeezed and rotated.
 
@@ -27,12 +28,15 @@ import cv2
 import numpy as np
 
 from edgekit.runtime.preprocess import find_digits
-from edgekit.toolkit.fonts import font_digit, shape_glyph
+from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
 from edgekit.toolkit.synthetic import Look, _glyph, box_iou, glyph_frame
 
 CHUNK = 500  # crops drawn from one seeded generator
 FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
 PEN_SHARE = 0.6  # of the font crops, the share redrawn with a pen (the rest: the face's own outline)
+MNIST_PEN_SHARE = 0.5  # of the MNIST crops, the share redrawn with a pen (the rest: their own stroke, changed)
+MNIST_PEN = (0.02, 0.25)  # the pen's width for MNIST digits, a fraction of the height: a ballpoint to a marker
+PEN_CANVAS = 160  # px: an MNIST digit is enlarged to this before its centre line is found
 LOOK = Look(size=(320, 240), digit_height=(0.25, 0.85), light_on_dark=0.2)
 MIN_COVER = 0.8  # a crop is kept when its box and the drawn digit's box overlap this much (IoU)
 
@@ -90,18 +94,24 @@ def font_glyph(label: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def mnist_glyph(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """An MNIST digit as float32 coverage sized for LOOK's frames: elastically distorted, its stroke thinned
-    (down to a ballpoint's) or made bold (up to a marker's: a quarter of the height), rotated a little."""
+    """An MNIST digit as float32 coverage sized for LOOK's frames: elastically distorted, then either redrawn
+    along its centre line with a pen (MNIST_PEN) or its own stroke thinned (down to a ballpoint's) or made bold
+    (up to a marker's: a quarter of the height), rotated a little."""
     height = rng.uniform(*LOOK.digit_height) * LOOK.size[1]
+    if rng.random() < MNIST_PEN_SHARE:
+        big = cv2.resize(elastic(digit, rng), (PEN_CANVAS, PEN_CANVAS), interpolation=cv2.INTER_CUBIC)
+        line = skeleton(big)
+        if line.any():
+            return shape_glyph(pen(line, float(rng.uniform(*MNIST_PEN))), rng, height * 20 / 28, rotation=12.0)
     glyph = _glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
     ink_height = height * 20 / 28
     # MNIST's own stroke is ~10-15 % of the height: change it by -6 % (thin) to +12 % (bold) of the height.
     change = rng.uniform(-0.06, 0.12) * ink_height
     r = int(round(abs(change) / 2))
     if r:
-        pen = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         pad = cv2.copyMakeBorder(glyph, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
-        changed = cv2.dilate(pad, pen) if change > 0 else cv2.erode(pad, pen)
+        changed = cv2.dilate(pad, disc) if change > 0 else cv2.erode(pad, disc)
         if changed.max() > 0.5:  # a thinning that erased the digit keeps the original
             glyph = changed
     return glyph
