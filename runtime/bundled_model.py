@@ -1,9 +1,9 @@
 """The model that ships inside edgekit: ``edgekit predict photo.jpg`` works right after ``pip install edgekit``.
 
-``runtime/bundled/`` holds the full recipe's int8 TFLite (``model_int8.tflite``, ~1 MB, with its edgekit
+``runtime/bundled/`` holds the camera recipe's int8 TFLite (``model_int8.tflite``, ~1 MB, with its edgekit
 metadata inside, which names the recipe), ``model_int8.tflite.sha256`` (``sha256sum`` format) and ``validate.json`` (what
 ``edgekit validate`` measured on the 10,000 MNIST test images). They are built, never hand-placed, by
-``scripts/build_bundled_model.sh`` (train --recipe full -> export -> validate -> copy) and installed as package
+``scripts/build_bundled_model.sh`` (train --recipe camera -> export -> validate -> copy) and installed as package
 data. A source checkout or a wheel built without them gets one clear ``ModelLoadError``.
 """
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Build the model that ships inside edgekit (runtime/bundled/): train the full recipe, export its int8 TFLite,
+# Build the model that ships inside edgekit (runtime/bundled/): train the camera recipe, export its int8 TFLite,
 # validate it on all 10,000 MNIST test images, and copy the model, its sha256 and the validate report into place.
 #
-#   scripts/build_bundled_model.sh --data /path/to/mnist.npz                 # trains first (~25 min on 2 cores)
-#   scripts/build_bundled_model.sh --data /path/to/mnist.npz --run runs/full  # reuses a finished run folder
+#   scripts/build_bundled_model.sh --data /path/to/mnist.npz --seed 1           # trains first (~30 min on 2 cores)
+#   scripts/build_bundled_model.sh --data /path/to/mnist.npz --run runs/camera  # reuses a finished run folder
 #
 # Options:
 #   --data PATH     MNIST (Keras-layout .npz or IDX folder); default $EDGEKIT_DATA, then Keras' download.
-#   --run DIR       A finished `edgekit train --recipe full` run folder (model.keras + metrics.json): skips training.
+#   --run DIR       A finished `edgekit train --recipe camera` run folder (model.keras + metrics.json): skips training.
 #   --seed N        Training seed when training here (default 0).
 #   --dest DIR      Where the bundle goes (default: runtime/bundled in this repository).
 #   --any-recipe    Accept a --run of another recipe (for trying the script out; never for the shipped model).
@@ -47,15 +47,15 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 # 1. train (or reuse a finished run)
 if [ -z "$RUN" ]; then
     RUN="$WORK/run"
-    echo "== 1/3 train --recipe full (seed $SEED) -> $RUN"
-    $EDGEKIT train --recipe full --seed "$SEED" "${DATA_ARGS[@]}" --out "$RUN"
+    echo "== 1/3 train --recipe camera (seed $SEED) -> $RUN"
+    $EDGEKIT train --recipe camera --seed "$SEED" "${DATA_ARGS[@]}" --out "$RUN"
 else
     echo "== 1/3 reuse the run folder $RUN"
 fi
 [ -f "$RUN/model.keras" ] && [ -f "$RUN/metrics.json" ] || die "$RUN: not a finished run folder (model.keras and metrics.json)"
 RECIPE="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["recipe"]["name"])' "$RUN/metrics.json")"
-if [ "$RECIPE" != "full" ] && [ "$ANY_RECIPE" != 1 ]; then
-    die "$RUN was trained with the '$RECIPE' recipe; the bundled model is the full recipe's (--any-recipe to try anyway)"
+if [ "$RECIPE" != "camera" ] && [ "$ANY_RECIPE" != 1 ]; then
+    die "$RUN was trained with the '$RECIPE' recipe; the bundled model is the camera recipe's (--any-recipe to try anyway)"
 fi
 
 # 2. export the int8 TFLite (its metadata records the recipe and the Keras test accuracy from metrics.json)
