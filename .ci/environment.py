@@ -1,7 +1,8 @@
 """One line that says what machine and which packages a CI run had, so a failure elsewhere can be read.
 
 The CPU flags are the ones that change the arithmetic: oneDNN picks TensorFlow's kernels by AVX-512, AVX-512 BF16
-and AMX, and ONNX Runtime its int8 kernels by AVX-512 VNNI / AVX-VNNI. Versions come from the installed distributions' metadata: nothing heavy is imported.
+and AMX (unless oneDNN's own settings cap or turn it off: printed when set), and ONNX Runtime its int8
+kernels by AVX-512 VNNI / AVX-VNNI. Versions come from the installed distributions' metadata: nothing heavy is imported.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+ONEDNN_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")  # set: oneDNN capped or off
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 PACKAGES = (("tensorflow-cpu", "tensorflow"), ("keras",), ("ai-edge-litert",), ("onnxruntime",),
             ("opencv-python", "opencv-python-headless"), ("numpy",))
@@ -47,7 +49,8 @@ def main() -> None:
     model, flags = cpu()
     have = " ".join(f"{f}{'+' if f in flags else '-'}" for f in FLAGS)
     packages = ", ".join(version(names) for names in PACKAGES)
-    print(f"ci: {model} | {have} | {os.cpu_count()} cores | {platform.system()} {platform.machine()} | "
+    onednn = "".join(f" | {name}={os.environ[name]}" for name in ONEDNN_ENV if os.environ.get(name))
+    print(f"ci: {model} | {have}{onednn} | {os.cpu_count()} cores | {platform.system()} {platform.machine()} | "
           f"Python {platform.python_version()} | {packages}")
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError
 from edgekit.toolkit.model import build_model, training_batch_norm
-from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
+from edgekit.toolkit.precision import PRECISIONS, Precision, check_runs, choose, float32_copy
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -277,6 +277,8 @@ def train(
     options.check()
     recipe = options.recipe
     precision = options.resolved_precision()
+    if state is not None:  # the precision this run started in: it may not run under this process's oneDNN
+        check_runs(precision)
     options = dataclasses.replace(options, precision=precision)
 
     from edgekit.toolkit.data import load_mnist

@@ -1,5 +1,8 @@
-"""Training precision: what `auto` picks from the CPU flags, bfloat16 training that saves and exports float32,
-resume of a bfloat16 run, and bfloat16 forced where it is only emulated."""
+"""Training precision: what `auto` picks from the CPU flags and oneDNN's settings, bfloat16 training that saves
+and exports float32, resume of a bfloat16 run, and bfloat16 forced where it is only emulated or cannot run.
+
+The tests that train in bfloat16 run in a child pytest where the whole run has oneDNN capped or off (see
+native_bf16.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from edgekit.toolkit.cli import app
 from edgekit.toolkit.precision import CPUINFO_ENV, choose, cpu_bf16_flags
 from edgekit.toolkit.train import BF16_RECIPES, RECIPES, TrainingInterrupted, TrainOptions, train
 
+from native_bf16 import ONEDNN_ENV, ran_in_a_child
 from test_toolkit_train import interrupt_at, op_determinism, weights_of  # noqa: F401  (a fixture)
 
 SAPPHIRE_RAPIDS = (
@@ -29,6 +33,11 @@ HASWELL = "processor\t: 0\nmodel name\t: Intel(R) Core(TM) i7-4770\nflags\t\t: f
 PI4 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nModel\t\t: avx512_bf16 lookalike\n"
 
 
+def without_onednn_settings(monkeypatch):
+    for name in ONEDNN_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.parametrize(
     "cpuinfo, flags",
     [(SAPPHIRE_RAPIDS, ["avx512_bf16", "amx_bf16"]), (COOPER_LAKE, ["avx512_bf16"]), (HASWELL, []), (PI4, []), ("", [])],
@@ -38,20 +47,81 @@ def test_native_bf16_flags_are_read_from_the_flags_lines(cpuinfo, flags):
 
 
 def test_auto_picks_bfloat16_only_where_it_is_native():
-    p = choose("auto", cpuinfo=SAPPHIRE_RAPIDS, gpu=None)
+    p = choose("auto", cpuinfo=SAPPHIRE_RAPIDS, gpu=None, env={})
     assert (p.used, p.native, p.why) == ("bfloat16", True, "CPU has avx512_bf16, amx_bf16")
-    p = choose("auto", cpuinfo=HASWELL, gpu=None)
+    p = choose("auto", cpuinfo=HASWELL, gpu=None, env={})
     assert (p.used, p.native) == ("float32", True) and "would be emulated" in p.why
-    p = choose("auto", cpuinfo=HASWELL, gpu="NVIDIA A100")
+    p = choose("auto", cpuinfo=HASWELL, gpu="NVIDIA A100", env={})
     assert (p.used, p.why) == ("bfloat16", "GPU NVIDIA A100 computes bfloat16")
-    p = choose("bfloat16", cpuinfo=HASWELL, gpu=None)
+    p = choose("bfloat16", cpuinfo=HASWELL, gpu=None, env={})
     assert (p.used, p.native) == ("bfloat16", False) and "emulated, slower than float32" in p.why
-    assert choose("float32", cpuinfo=SAPPHIRE_RAPIDS).used == "float32"
+    assert choose("float32", cpuinfo=SAPPHIRE_RAPIDS, env={}).used == "float32"
     with pytest.raises(OptionsError, match="unknown precision 'bf16'"):
         choose("bf16")
 
 
+@pytest.mark.parametrize("env, auto, why", [
+    ({}, "bfloat16", "CPU has avx512_bf16, amx_bf16"),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL"}, "bfloat16", "CPU has avx512_bf16, amx_bf16"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, "bfloat16", "CPU has avx512_bf16, amx_bf16"),
+    ({"TF_ENABLE_ONEDNN_OPTS": "1"}, "bfloat16", "CPU has avx512_bf16, amx_bf16"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "bfloat16",
+     "CPU has avx512_bf16 (amx_bf16 unused: oneDNN capped at AVX512_CORE_BF16 by ONEDNN_MAX_CPU_ISA)"),
+    ({"DNNL_MAX_CPU_ISA": "avx10_1_512"}, "bfloat16",  # oneDNN's older name; it reads the value in any case
+     "CPU has avx512_bf16 (amx_bf16 unused: oneDNN capped at AVX10_1_512 by DNNL_MAX_CPU_ISA)"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}, "float32", "CPU has avx512_bf16, amx_bf16 but oneDNN capped at "
+     "AVX512_CORE_VNNI by ONEDNN_MAX_CPU_ISA: bfloat16 would be emulated, slower than float32"),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "float32", "CPU has avx512_bf16, amx_bf16 but oneDNN capped at AVX2 by "
+     "ONEDNN_MAX_CPU_ISA: bfloat16 would be emulated, slower than float32"),
+    ({"TF_ENABLE_ONEDNN_OPTS": "false", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, "float32", "CPU has avx512_bf16, "
+     "amx_bf16 but oneDNN off (TF_ENABLE_ONEDNN_OPTS=false): bfloat16 would be emulated, slower than float32"),
+])
+def test_auto_reads_onednn_settings_as_well_as_the_flags(env, auto, why):
+    p = choose("auto", cpuinfo=SAPPHIRE_RAPIDS, gpu=None, env=env)
+    assert (p.used, p.native, p.why) == (auto, True, why)
+    assert choose("auto", cpuinfo=COOPER_LAKE, gpu=None, env=env).used == auto  # avx512_bf16 alone: the same
+    assert choose("auto", cpuinfo=SAPPHIRE_RAPIDS, gpu="NVIDIA A100", env=env).used == "bfloat16"
+
+
+@pytest.mark.parametrize("env", [{"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, {"TF_ENABLE_ONEDNN_OPTS": "0"},
+                                 {"TF_ENABLE_ONEDNN_OPTS": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}])
+def test_bfloat16_forced_where_onednn_emulates_it_trains_and_says_so(env):
+    p = choose("bfloat16", cpuinfo=SAPPHIRE_RAPIDS, gpu=None, env=env)
+    assert (p.used, p.native) == ("bfloat16", False)
+    assert p.why.startswith("asked for; CPU has avx512_bf16, amx_bf16 but oneDNN ")
+    assert p.why.endswith(": emulated, slower than float32")
+
+
+@pytest.mark.parametrize("cap", ["SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"])
+def test_bfloat16_forced_where_onednn_has_no_bfloat16_is_refused(cap):
+    for cpuinfo in (SAPPHIRE_RAPIDS, HASWELL):
+        with pytest.raises(OptionsError, match=f"^bfloat16 cannot train with oneDNN capped at {cap} by "
+                                               "ONEDNN_MAX_CPU_ISA: oneDNN has no bfloat16 convolution below "
+                                               "AVX512_CORE; train in float32, or raise or unset the cap$"):
+            choose("bfloat16", cpuinfo=cpuinfo, gpu=None, env={"ONEDNN_MAX_CPU_ISA": cap})
+    assert choose("bfloat16", cpuinfo=HASWELL, gpu="NVIDIA A100", env={"ONEDNN_MAX_CPU_ISA": cap}).native
+
+
+def test_train_refuses_bfloat16_under_such_a_cap_in_one_line(small_npz, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(small_npz), "--out", str(out), "--limit", "128",
+                                      "--epochs", "1", "--precision", "bfloat16"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == ["edgekit: error: bfloat16 cannot train with oneDNN capped at AVX2 by "
+                                          "ONEDNN_MAX_CPU_ISA: oneDNN has no bfloat16 convolution below AVX512_CORE; "
+                                          "train in float32, or raise or unset the cap"], result.stderr
+    assert not out.exists()
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(SAPPHIRE_RAPIDS)
+    monkeypatch.setenv(CPUINFO_ENV, str(fake))
+    o = TrainOptions.preset("default")  # auto: the default recipe's float32 form, as on a CPU without the flags
+    assert o.precision.used == "float32" and o.recipe == RECIPES["default"]
+
+
 def test_presets_take_the_bf16_form_only_when_training_in_bfloat16(monkeypatch, tmp_path):
+    without_onednn_settings(monkeypatch)
     fake = tmp_path / "cpuinfo"
     fake.write_text(SAPPHIRE_RAPIDS)
     monkeypatch.setenv(CPUINFO_ENV, str(fake))
@@ -77,7 +147,9 @@ def dtype_policies(model) -> set[str]:
     return {layer.dtype_policy.name for layer in model.layers}
 
 
-def test_bfloat16_training_saves_and_exports_float32(small_npz, tmp_path):
+def test_bfloat16_training_saves_and_exports_float32(request, small_npz, tmp_path):
+    if ran_in_a_child(request):
+        return
     import keras
     import onnx
     from ai_edge_litert.interpreter import Interpreter
@@ -116,7 +188,9 @@ def test_bfloat16_training_saves_and_exports_float32(small_npz, tmp_path):
         assert not [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.BFLOAT16], path.name
 
 
-def test_resume_keeps_bfloat16_and_the_optimizer_state(small_npz, tmp_path, op_determinism):
+def test_resume_keeps_bfloat16_and_the_optimizer_state(request, small_npz, tmp_path, op_determinism):
+    if ran_in_a_child(request):
+        return
     import keras
 
     out = tmp_path / "run"
@@ -135,7 +209,9 @@ def test_resume_keeps_bfloat16_and_the_optimizer_state(small_npz, tmp_path, op_d
         np.testing.assert_array_equal(a, b)
 
 
-def test_bfloat16_forced_without_native_support_says_so_and_works(small_npz, tmp_path, monkeypatch):
+def test_bfloat16_forced_without_native_support_says_so_and_works(request, small_npz, tmp_path, monkeypatch):
+    if ran_in_a_child(request):
+        return
     fake = tmp_path / "cpuinfo"
     fake.write_text(HASWELL)
     monkeypatch.setenv(CPUINFO_ENV, str(fake))

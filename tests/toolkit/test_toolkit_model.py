@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from native_bf16 import ran_in_a_child
+
 # The notebook's model.summary(): (layer type, output shape without the batch, parameters).
 SEED_SUMMARY = [
     ("Conv2D", (28, 28, 64), 1664),
@@ -67,9 +69,11 @@ def test_bn_momentum_changes_no_weight():
 
 
 @pytest.mark.parametrize("policy, rtol", [("float32", 2e-4), ("mixed_bfloat16", 1e-2)])
-def test_the_fused_training_batch_norm_is_keras_batch_norm(policy, rtol):
+def test_the_fused_training_batch_norm_is_keras_batch_norm(request, policy, rtol):
     """Training's fused BatchNormalization gives Keras' outputs, gradients and moving averages (float32
     accumulation order apart; bfloat16 outputs round at 2^-8), and falls back to Keras' code off the fused path."""
+    if policy == "mixed_bfloat16" and ran_in_a_child(request):  # oneDNN capped below bfloat16 or off
+        return
     import keras
     import numpy as np
     import tensorflow as tf
