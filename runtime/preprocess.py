@@ -273,11 +273,19 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     hist = _hist(ink)
     t = max(_otsu(hist), MIN_CONTRAST, 0.35 * _quantile(hist, 0.998))
     mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+    # Components are labelled within the ink's bounding box (a tenth of the frame, typically) and 3 pixels of
+    # room for the ring below: the same components, numbered in the same order, at a fraction of the cost.
+    bx, by, bw, bh = cv2.boundingRect(mask)
+    if not bw:
+        return []
+    cx, cy = max(0, bx - 3), max(0, by - 3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)],
+                                                           connectivity=8, ltype=cv2.CV_16U)
     min_area = max(4, int(H * W * 0.00015))
     parts = []
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
+        x, y = x + cx, y + cy
         if area < min_area:
             continue  # a speck
         if x == 0 or y == 0 or x + w == W or y + h == H:
@@ -321,7 +329,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     for x, y, w, h, _, ids in chosen:
         # The strokes' mask with room for a ring around it (_on_paper), and the patch 1 pixel past the box.
         y0, y1, x0, x1 = max(0, y - 3), min(H, y + h + 3), max(0, x - 3), min(W, x + w + 3)
-        lab = labels[y0:y1, x0:x1]
+        lab = labels[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
         mask = np.isin(lab, ids).astype(np.uint8) if len(ids) > 1 else (lab == ids[0]).astype(np.uint8)
         rim = cv2.dilate(mask, _DILATE)  # keep the anti-aliased rim just outside the threshold, like MNIST's edges
         ys, xs = slice(max(0, y - 1), min(H, y + h + 1)), slice(max(0, x - 1), min(W, x + w + 1))
@@ -365,8 +373,8 @@ def _mnist_like(patch: np.ndarray) -> np.ndarray:
     small = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     m = cv2.moments(small)
     cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (nw / 2, nh / 2)
-    x0 = int(np.clip(round(IMAGE_SIZE / 2 - cx), 0, IMAGE_SIZE - nw))
-    y0 = int(np.clip(round(IMAGE_SIZE / 2 - cy), 0, IMAGE_SIZE - nh))
+    x0 = min(max(round(IMAGE_SIZE / 2 - cx), 0), IMAGE_SIZE - nw)
+    y0 = min(max(round(IMAGE_SIZE / 2 - cy), 0), IMAGE_SIZE - nh)
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     out[y0 : y0 + nh, x0 : x0 + nw] = small
     return out
