@@ -252,15 +252,17 @@ def _quantile(hist: np.ndarray, q: float) -> float:
     return float(np.searchsorted(c, q * c[-1]))
 
 
-def _count_quantile(a: np.ndarray, q: float, upward: int = 0) -> float:
-    """``_quantile(_hist(a), q)`` found by counting instead: the least level k with at least ``q`` of the pixels at
-    or below it, by bisection (``upward``: first trying k = 0, 1, ... that many times, for a quantile near zero).
+def _count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0) -> float:
+    """``max(at_least, _quantile(_hist(a), q))`` found by counting instead: the least level k >= ``at_least`` with at
+    least ``q`` of the pixels at or below it, by bisection (``upward``: first trying k = at_least, at_least + 1, ...
+    that many times, for a quantile expected there).
     A histogram of a mostly-flat image costs more than the eight threshold-and-count passes it takes (every
     pixel adds to one of a few counters, each increment waiting for the previous)."""
     n = a.size
     need = float(np.float32(q) * np.float32(n))  # as _quantile compares: float32 counts
     above = np.empty_like(a)
-    lo, hi = 0, int(cv2.minMaxLoc(a)[1])  # the answer lies in [lo, hi]
+    lo = at_least
+    hi = max(lo, int(cv2.minMaxLoc(a)[1]))  # the answer lies in [lo, hi]
     while lo < hi:
         k = lo if upward > 0 else (lo + hi) // 2
         upward -= 1
@@ -271,27 +273,22 @@ def _count_quantile(a: np.ndarray, q: float, upward: int = 0) -> float:
     return float(lo)
 
 
-def _otsu(hist: np.ndarray) -> float:
-    """Otsu's threshold from a 256-bin histogram (maximum between-class variance)."""
-    p = hist / hist.sum()
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * _LEVELS)
-    denom = omega * (1.0 - omega)
-    between = np.zeros(256)
-    np.divide((mu[-1] * omega - mu) ** 2, denom, out=between, where=denom > 1e-12)
-    return float(between.argmax())
-
-
-_LEVELS = np.arange(256, dtype=np.float64)
 _DILATE = np.ones((3, 3), np.uint8)
 _RING = np.ones((5, 5), np.uint8)  # a 2-pixel ring around a mask
 
 
 def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool) -> list[tuple[Box, np.ndarray]]:
     H, W = ink.shape
-    hist = _hist(ink)
-    t = max(_otsu(hist), MIN_CONTRAST, 0.35 * _quantile(hist, 0.998))
-    mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
+    # The threshold: Otsu's (OpenCV's, in double precision), at least MIN_CONTRAST and 0.35 of the strongest ink
+    # (its 0.998 quantile, which only counts when it exceeds the larger of the other two by that factor).
+    otsu, mask = cv2.threshold(ink, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    t = max(otsu, MIN_CONTRAST)
+    floor = int(t / 0.35)
+    while 0.35 * floor > t:
+        floor -= 1  # the largest level whose 0.35 is at most t, whatever the float rounding
+    t = max(t, 0.35 * _count_quantile(ink, 0.998, upward=1, at_least=floor))
+    if t != otsu:
+        mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
     # Components are labelled within the ink's bounding box (a tenth of the frame, typically) and 3 pixels of
     # room for the ring below: the same components, numbered in the same order, at a fraction of the cost.
     bx, by, bw, bh = cv2.boundingRect(mask)
