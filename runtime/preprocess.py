@@ -21,6 +21,7 @@ Nothing plausible in view gives no crop: the caller reports "no digit" instead o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -197,7 +198,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     votes = [_polarity(h, _paper_median(h))]
     if not votes[0][0]:
         votes.append(_polarity(h, cv2.blur(h, (max(3, (min(h.shape) // 3) | 1),) * 2)))
-    if max(v[1] for v in votes) < MIN_CONTRAST // 2:
+    if not any(v[1] for v in votes):
         return None  # flat: blank paper, a dark frame, a lens cap
     polarities = (votes[0][0], votes[-1][0])
     # Paper for the threshold: a closing (opening for light ink) wider than any stroke, a third of the frame
@@ -205,7 +206,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     f = 4 if min(H, W) >= 64 else 1
     coarse = cv2.resize(g, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA) if f > 1 else g
     kk = max(3, (min(coarse.shape) // 3) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kk, kk))
+    kernel = _square(kk)
 
     def ink(dark_ink: bool) -> np.ndarray:
         paper = cv2.morphologyEx(coarse, cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN, kernel)
@@ -217,11 +218,29 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     return polarities, ink, noise, g
 
 
-def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, float]:
-    """(dark ink?, how far the ink reaches) of ``h`` against a paper estimate."""
-    lo = _count_quantile(cv2.subtract(paper, h), 0.999)  # how far the darkest pixels fall below the paper
-    hi = _count_quantile(cv2.subtract(h, paper), 0.999)  # how far the brightest rise above it
-    return lo >= hi, max(lo, hi)
+@functools.lru_cache(maxsize=8)
+def _square(k: int) -> np.ndarray:
+    """A k x k structuring element (the same few sizes, frame after frame)."""
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+
+
+def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, bool]:
+    """(dark ink?, does the ink reach MIN_CONTRAST // 2 from the paper?) of ``h`` against a paper estimate: the
+    0.999 quantiles of how far the darkest pixels fall below the paper (lo) and the brightest rise above it (hi),
+    dark when lo >= hi. lo is found; of hi only what decides is counted (whether it is at most lo, or under the
+    contrast)."""
+    below, above = cv2.subtract(paper, h), cv2.subtract(h, paper)
+    lo = int(_count_quantile(below, 0.999))
+    flat = MIN_CONTRAST // 2 - 1  # reaching no further than this is no ink
+    if _quantile_at_most(above, 0.999, lo):
+        return True, lo > flat
+    return False, lo > flat or not _quantile_at_most(above, 0.999, flat)
+
+
+def _quantile_at_most(a: np.ndarray, q: float, k: int) -> bool:
+    """Whether ``_quantile(_hist(a), q) <= k``: one threshold and one count."""
+    need = float(np.float32(q) * np.float32(a.size))
+    return a.size - cv2.countNonZero(cv2.threshold(a, k, 1, cv2.THRESH_BINARY)[1]) >= need
 
 
 def _paper_median(g: np.ndarray) -> np.ndarray:
@@ -299,8 +318,9 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
                                                            connectivity=8, ltype=cv2.CV_16U)
     min_area = max(4, int(H * W * 0.00015))
     parts = []
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
+    for i, (x, y, w, h, area) in enumerate(stats.tolist()):
+        if i == 0:
+            continue  # the background
         x, y = x + cx, y + cy
         if area < min_area:
             continue  # a speck
