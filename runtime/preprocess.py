@@ -318,12 +318,9 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
                                                            connectivity=8, ltype=cv2.CV_16U)
     min_area = max(4, int(H * W * 0.00015))
     parts = []
-    for i, (x, y, w, h, area) in enumerate(stats.tolist()):
-        if i == 0:
-            continue  # the background
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1  # not the background, not a speck
+    for i, (x, y, w, h, area) in zip(big.tolist(), stats[big].tolist()):
         x, y = x + cx, y + cy
-        if area < min_area:
-            continue  # a speck
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
         parts.append([x, y, x + w, y + h, area, [i]])
