@@ -281,10 +281,13 @@ def _count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0)
     need = float(np.float32(q) * np.float32(n))  # as _quantile compares: float32 counts
     above = np.empty_like(a)
     lo = at_least
+    for _ in range(upward):  # before the maximum is known: a first guess right often saves finding it
+        if n - cv2.countNonZero(cv2.threshold(a, lo, 1, cv2.THRESH_BINARY, dst=above)[1]) >= need:
+            return float(lo)
+        lo += 1
     hi = max(lo, int(cv2.minMaxLoc(a)[1]))  # the answer lies in [lo, hi]
     while lo < hi:
-        k = lo if upward > 0 else (lo + hi) // 2
-        upward -= 1
+        k = (lo + hi) // 2
         if n - cv2.countNonZero(cv2.threshold(a, k, 1, cv2.THRESH_BINARY, dst=above)[1]) >= need:
             hi = k
         else:
