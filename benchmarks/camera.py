@@ -24,6 +24,11 @@ Readers: each ``--model`` (default: the model bundled with edgekit) through this
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
 bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
 benchmarks/results/camera.json (or ``--json``).
+
+``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
+its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
+differ, the smallest box IoU, the largest crop difference and the frames the first reader reads differently from
+the two crops (issue 25: a faster preprocessing must find the same digits and boxes).
 """
 
 from __future__ import annotations
@@ -137,6 +142,54 @@ def read_with_cli(edgekit: str, frames: dict[str, list], folder: Path) -> dict[s
     return out
 
 
+def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, list]) -> list[dict]:
+    """Per kind: how this checkout's find_digits differs from ``old_file``'s on the same frames."""
+    from runtime import load_preprocess  # benchmarks/runtime.py
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.preprocess import find_digits
+    from edgekit.toolkit.synthetic import box_iou
+
+    old = load_preprocess(old_file)
+    clf = Classifier(model)
+
+    def read(images: list) -> str | None:
+        if not images:
+            return None
+        return "".join(str(clf._digits[int(p.argmax())]) for p in clf.probabilities(clf._inputs(images)))
+
+    rows = []
+    for kind, items in frames.items():
+        row = {"kind": kind, "frames": len(items), "boxes_differ": 0, "crops_differ": 0, "min_iou": 1.0,
+               "max_crop_diff": 0, "read_differs": 0, "read_right_old": 0, "read_right_new": 0, "changed": []}
+        for i, (frame, truth) in enumerate(items):
+            a = old.find_digits(frame, multi=kind == "multi")
+            b = find_digits(frame, multi=kind == "multi")
+            same_boxes = [c.box for c in a] == [c.box for c in b]
+            same_crops = same_boxes and all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+            ra, rb = read([c.image for c in a]), read([c.image for c in b])
+            if kind != "multi" and truth is not None:
+                row["read_right_old"] += ra == str(truth)
+                row["read_right_new"] += rb == str(truth)
+            elif kind == "multi":
+                row["read_right_old"] += ra == truth
+                row["read_right_new"] += rb == truth
+            if same_crops:
+                continue
+            row["boxes_differ"] += not same_boxes
+            row["crops_differ"] += 1
+            if len(a) == len(b):
+                row["min_iou"] = min([row["min_iou"]] + [box_iou(x.box, y.box) for x, y in zip(a, b)])
+                row["max_crop_diff"] = max([row["max_crop_diff"]] + [int(np.abs(x.image.astype(int) - y.image).max()) for x, y in zip(a, b)])
+            else:
+                row["min_iou"] = 0.0
+            row["read_differs"] += ra != rb
+            row["changed"].append({"frame": i, "old": [c.box for c in a], "new": [c.box for c in b], "read_old": ra, "read_new": rb,
+                                   "truth": truth})
+        rows.append(row)
+    return rows
+
+
 def score(kind: str, truths: list, reads: list) -> dict:
     n = len(truths)
     if kind == "blank":
@@ -156,6 +209,7 @@ def main() -> int:
     ap.add_argument("--edgekit", action="append", default=[], help="another installation's edgekit command (repeatable)")
     ap.add_argument("--per-kind", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
     ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
     args = ap.parse_args()
 
@@ -164,6 +218,19 @@ def main() -> int:
     t0 = time.perf_counter()
     frames = make_frames(x_test, y_test, args.per_kind, args.seed)
     print(f"made {sum(map(len, frames.values()))} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    comparison = None
+    if args.old_preprocess:
+        sys.path.insert(0, str(HERE))
+        comparison = compare_preprocessing(args.old_preprocess, (args.model or [None])[0], frames)
+        print(f"{'kind':15s} {'frames':>6s} {'boxes differ':>13s} {'crops differ':>13s} {'min IoU':>8s} {'max crop diff':>14s}"
+              f" {'read differs':>13s} {'read right old':>15s} {'new':>5s}")
+        for r in comparison:
+            right = ("-", "-") if r["kind"] == "blank" else (r["read_right_old"], r["read_right_new"])
+            print(f"{r['kind']:15s} {r['frames']:6d} {r['boxes_differ']:13d} {r['crops_differ']:13d} {r['min_iou']:8.3f}"
+                  f" {r['max_crop_diff']:14d} {r['read_differs']:13d} {right[0]:>15} {right[1]:>5}")
+        print(f"{'all':15s} {sum(r['frames'] for r in comparison):6d} {sum(r['boxes_differ'] for r in comparison):13d}"
+              f" {sum(r['crops_differ'] for r in comparison):13d} {min(r['min_iou'] for r in comparison):8.3f}"
+              f" {max(r['max_crop_diff'] for r in comparison):14d} {sum(r['read_differs'] for r in comparison):13d}\n")
     readers: dict[str, dict] = {}
     for model in args.model or [None]:
         readers[model or "bundled"] = read_in_process(model, frames)
@@ -188,6 +255,8 @@ def main() -> int:
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
               "per_kind": args.per_kind, "readers": names, "rows": rows,
               "opencv": cv2.__version__}
+    if comparison is not None:
+        result["preprocess_comparison"] = {"old_preprocess": args.old_preprocess, "rows": comparison}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}", file=sys.stderr)

@@ -14,11 +14,23 @@
 
 Goals: runtime overhead within 5 % of the raw loop; frame -> digit <= 2 ms (int8, one thread); runtime process
 <= 100 MB peak and <= 1 s to the first prediction. Writes benchmarks/results/runtime.json.
+
+Two preprocessings side by side (issue 25: frame -> digit <= 0.69 of the old cost), part 2 only, on the bundled
+int8 model (or ``--export-dir``'s), writing benchmarks/results/runtime-preprocess.json:
+
+    git show main:runtime/preprocess.py > /tmp/old_preprocess.py
+    python benchmarks/runtime.py --frame-only --old-preprocess /tmp/old_preprocess.py
+
+Blocks of the 100 frames alternate between this checkout's ``find_digits`` and the file's (``--rounds`` each), so
+machine noise hits both alike; medians. benchmarks/camera.py ``--old-preprocess`` checks that the two find the
+same boxes and crops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -162,6 +174,98 @@ def frame_to_digit(path: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def load_preprocess(path: str):
+    """Another preprocess.py (e.g. an earlier commit's, from ``git show``) as a module of its own."""
+    spec = importlib.util.spec_from_file_location("edgekit_other_preprocess", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def preprocessing(find_digits):
+    """``Classifier.classify`` with another ``find_digits`` (the classifier module's own name for it), restored after."""
+    from edgekit.runtime import classifier
+
+    own = classifier.find_digits
+    classifier.find_digits = find_digits
+    try:
+        yield
+    finally:
+        classifier.find_digits = own
+
+
+def frame_to_digit_pair(path: Path, images: np.ndarray, labels: np.ndarray, old, rounds: int) -> dict:
+    """frame -> digit and the preprocessing alone, CPU time per frame, this checkout's ``find_digits`` ("new")
+    against ``old.find_digits``: blocks of all frames alternate new/old, old/new, ... ``rounds`` times each."""
+    import cv2
+
+    from edgekit.runtime import Classifier
+    from edgekit.runtime.preprocess import find_digits
+    from edgekit.toolkit.synthetic import mnist_frames
+
+    cv2.setNumThreads(1)
+    clf = Classifier(path, threads=1)
+    frames = list(mnist_frames(images, labels, seed=42))
+    impl = {"new": find_digits, "old": old.find_digits}
+    full = {k: [] for k in impl}
+    pre = {k: [] for k in impl}
+    correct = dict.fromkeys(impl, 0)
+    tt = time.thread_time
+    for name, fd in impl.items():  # warm-up
+        with preprocessing(fd):
+            for f, _, _ in frames[:5]:
+                clf.classify(f)
+    for r in range(2 * rounds):
+        name = ("new", "old")[(r + r // 2) % 2]  # new old old new new old ...
+        fd = impl[name]
+        with preprocessing(fd):
+            for f, label, _ in frames:
+                c = tt()
+                p = clf.classify(f)
+                full[name].append(tt() - c)
+                c = tt()
+                fd(f)
+                pre[name].append(tt() - c)
+                correct[name] += p.digit == label
+    out = {"file": path.name, "frame": "640x480 BGR JPEG-decoded", "frames": len(frames), "rounds": rounds}
+    for name in impl:
+        out[name] = {"frame_to_digit_cpu_ms": float(np.median(full[name])) * 1e3,
+                     "frame_to_digit_cpu_p95_ms": float(np.percentile(full[name], 95)) * 1e3,
+                     "preprocess_cpu_ms": float(np.median(pre[name])) * 1e3,
+                     "accuracy": correct[name] / (rounds * len(frames))}
+    out["ratio_frame_to_digit"] = out["new"]["frame_to_digit_cpu_ms"] / out["old"]["frame_to_digit_cpu_ms"]
+    out["ratio_preprocess"] = out["new"]["preprocess_cpu_ms"] / out["old"]["preprocess_cpu_ms"]
+    return out
+
+
+def frame_only(args, mnist) -> None:
+    """Part 2 alone, old and new preprocessing side by side (``--frame-only --old-preprocess FILE``)."""
+    from edgekit.runtime.bundled_model import bundled_model_path
+
+    model = Path(args.export_dir) / "model_int8.tflite" if args.export_dir else bundled_model_path()
+    old = load_preprocess(args.old_preprocess)
+    print(f"frame -> digit, {args.old_preprocess} against this checkout, {args.rounds} rounds each ...", file=sys.stderr)
+    r = frame_to_digit_pair(model, mnist.x_test[:100], mnist.y_test[:100], old, args.rounds)
+    lines = [f"640x480 frame -> digit, CPU ms per frame (thread time; median of {args.rounds} x {r['frames']} frames each; "
+             f"{model.name}, one thread; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", "",
+             f"{'preprocessing':<16}{'frame->digit':>14}{'p95':>8}{'preprocessing':>15}{'read right':>12}"]
+    for name in ("old", "new"):
+        x = r[name]
+        lines.append(f"{name:<16}{x['frame_to_digit_cpu_ms']:>14.3f}{x['frame_to_digit_cpu_p95_ms']:>8.3f}"
+                     f"{x['preprocess_cpu_ms']:>15.3f}{x['accuracy']:>12.1%}")
+    lines.append(f"{'new / old':<16}{r['ratio_frame_to_digit']:>14.3f}{'':>8}{r['ratio_preprocess']:>15.3f}")
+    print("\n".join(lines))
+    result = {"machine": {"python": platform.python_version(), "cpu": platform.machine(), "cores": os.cpu_count(),
+                          "load_average_1m_at_end": os.getloadavg()[0]},
+              "command": " ".join(sys.argv), "old_preprocess": args.old_preprocess, "frame_to_digit": r}
+    out = Path(args.out or HERE / "results" / "runtime-preprocess.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
 # -- 3. fresh processes: start -> first prediction, peak memory --------------------------------------------
 
 PEAK_KB = """
@@ -232,13 +336,22 @@ def main() -> None:
     ap.add_argument("--export-dir", help="use the artifacts already exported here instead of exporting")
     ap.add_argument("--images", type=int, default=200, help="test images per latency measurement")
     ap.add_argument("--reps", type=int, default=10, help="alternating rounds over those images")
-    ap.add_argument("--out", default=str(HERE / "results" / "runtime.json"))
+    ap.add_argument("--frame-only", action="store_true", help="part 2 only, on the bundled int8 model (or --export-dir's)")
+    ap.add_argument("--old-preprocess", help="with --frame-only: another preprocess.py to time against this checkout's")
+    ap.add_argument("--rounds", type=int, default=6, help="with --old-preprocess: blocks of 100 frames per preprocessing")
+    ap.add_argument("--out", help="the JSON (default results/runtime.json; with --frame-only results/runtime-preprocess.json)")
     args = ap.parse_args()
 
     from edgekit.runtime.contract import to_model_input
     from edgekit.toolkit.data import load_mnist
 
     mnist = load_mnist(args.data)
+    if args.frame_only:
+        if not args.old_preprocess:
+            ap.error("--frame-only needs --old-preprocess FILE")
+        frame_only(args, mnist)
+        return
+    args.out = args.out or str(HERE / "results" / "runtime.json")
     work = Path(tempfile.mkdtemp(prefix="edgekit-bench-runtime-"))
     model = Path(args.model) if args.model else None
     if args.export_dir:

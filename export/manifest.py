@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -87,7 +86,9 @@ def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # os.urandom, what secrets.token_hex reads: `import secrets` loads OpenSSL (hmac), ~4 MB resident in every
+    # command, since the command line imports this package at start (docs/raspberry-pi.md, "Memory").
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open(path, "wb")
     try:
         with os.fdopen(fd, "wb") as f:

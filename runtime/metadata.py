@@ -14,7 +14,6 @@ metadata. A file that is not a model of its suffix raises ``ModelLoadError``. ``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -70,6 +69,8 @@ def model_info(path: str | os.PathLike) -> dict:
     if not data:
         raise ModelLoadError(f"{path}: the file is empty; export the model again with edgekit export")
     meta = metadata_from_bytes(data, path.suffix.lower(), name=str(path))
+    import hashlib  # here, not at the top: it maps OpenSSL (about 4 MB resident), and only `info` hashes
+
     return {
         "path": str(path),
         "bytes": len(data),

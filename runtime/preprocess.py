@@ -21,6 +21,7 @@ Nothing plausible in view gives no crop: the caller reports "no digit" instead o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -197,7 +198,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     votes = [_polarity(h, _paper_median(h))]
     if not votes[0][0]:
         votes.append(_polarity(h, cv2.blur(h, (max(3, (min(h.shape) // 3) | 1),) * 2)))
-    if max(v[1] for v in votes) < MIN_CONTRAST // 2:
+    if not any(v[1] for v in votes):
         return None  # flat: blank paper, a dark frame, a lens cap
     polarities = (votes[0][0], votes[-1][0])
     # Paper for the threshold: a closing (opening for light ink) wider than any stroke, a third of the frame
@@ -205,7 +206,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     f = 4 if min(H, W) >= 64 else 1
     coarse = cv2.resize(g, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA) if f > 1 else g
     kk = max(3, (min(coarse.shape) // 3) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kk, kk))
+    kernel = _square(kk)
 
     def ink(dark_ink: bool) -> np.ndarray:
         paper = cv2.morphologyEx(coarse, cv2.MORPH_CLOSE if dark_ink else cv2.MORPH_OPEN, kernel)
@@ -217,11 +218,29 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     return polarities, ink, noise, g
 
 
-def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, float]:
-    """(dark ink?, how far the ink reaches) of ``h`` against a paper estimate."""
-    lo = _quantile(_hist(cv2.subtract(paper, h)), 0.999)  # how far the darkest pixels fall below the paper
-    hi = _quantile(_hist(cv2.subtract(h, paper)), 0.999)  # how far the brightest rise above it
-    return lo >= hi, max(lo, hi)
+@functools.lru_cache(maxsize=8)
+def _square(k: int) -> np.ndarray:
+    """A k x k structuring element (the same few sizes, frame after frame)."""
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+
+
+def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, bool]:
+    """(dark ink?, does the ink reach MIN_CONTRAST // 2 from the paper?) of ``h`` against a paper estimate: the
+    0.999 quantiles of how far the darkest pixels fall below the paper (lo) and the brightest rise above it (hi),
+    dark when lo >= hi. lo is found; of hi only what decides is counted (whether it is at most lo, or under the
+    contrast)."""
+    below, above = cv2.subtract(paper, h), cv2.subtract(h, paper)
+    lo = int(_count_quantile(below, 0.999))
+    flat = MIN_CONTRAST // 2 - 1  # reaching no further than this is no ink
+    if _quantile_at_most(above, 0.999, lo):
+        return True, lo > flat
+    return False, lo > flat or not _quantile_at_most(above, 0.999, flat)
+
+
+def _quantile_at_most(a: np.ndarray, q: float, k: int) -> bool:
+    """Whether ``_quantile(_hist(a), q) <= k``: one threshold and one count."""
+    need = float(np.float32(q) * np.float32(a.size))
+    return a.size - cv2.countNonZero(cv2.threshold(a, k, 1, cv2.THRESH_BINARY)[1]) >= need
 
 
 def _paper_median(g: np.ndarray) -> np.ndarray:
@@ -238,7 +257,7 @@ def _paper_median(g: np.ndarray) -> np.ndarray:
 
 def _noise_sigma(g: np.ndarray) -> float:
     """Robust sensor-noise estimate: the median absolute high-pass response, scaled to a Gaussian sigma."""
-    return 1.4826 * _quantile(_hist(cv2.absdiff(g, cv2.blur(g, (3, 3)))), 0.5)
+    return 1.4826 * _count_quantile(cv2.absdiff(g, cv2.blur(g, (3, 3))), 0.5, upward=3)
 
 
 def _hist(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -252,34 +271,59 @@ def _quantile(hist: np.ndarray, q: float) -> float:
     return float(np.searchsorted(c, q * c[-1]))
 
 
-def _otsu(hist: np.ndarray) -> float:
-    """Otsu's threshold from a 256-bin histogram (maximum between-class variance)."""
-    p = hist / hist.sum()
-    omega = np.cumsum(p)
-    mu = np.cumsum(p * _LEVELS)
-    denom = omega * (1.0 - omega)
-    between = np.zeros(256)
-    np.divide((mu[-1] * omega - mu) ** 2, denom, out=between, where=denom > 1e-12)
-    return float(between.argmax())
+def _count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0) -> float:
+    """``max(at_least, _quantile(_hist(a), q))`` found by counting instead: the least level k >= ``at_least`` with at
+    least ``q`` of the pixels at or below it, by bisection (``upward``: first trying k = at_least, at_least + 1, ...
+    that many times, for a quantile expected there).
+    A histogram of a mostly-flat image costs more than the eight threshold-and-count passes it takes (every
+    pixel adds to one of a few counters, each increment waiting for the previous)."""
+    n = a.size
+    need = float(np.float32(q) * np.float32(n))  # as _quantile compares: float32 counts
+    above = np.empty_like(a)
+    lo = at_least
+    for _ in range(upward):  # before the maximum is known: a first guess right often saves finding it
+        if n - cv2.countNonZero(cv2.threshold(a, lo, 1, cv2.THRESH_BINARY, dst=above)[1]) >= need:
+            return float(lo)
+        lo += 1
+    hi = max(lo, int(cv2.minMaxLoc(a)[1]))  # the answer lies in [lo, hi]
+    while lo < hi:
+        k = (lo + hi) // 2
+        if n - cv2.countNonZero(cv2.threshold(a, k, 1, cv2.THRESH_BINARY, dst=above)[1]) >= need:
+            hi = k
+        else:
+            lo = k + 1
+    return float(lo)
 
 
-_LEVELS = np.arange(256, dtype=np.float64)
 _DILATE = np.ones((3, 3), np.uint8)
 _RING = np.ones((5, 5), np.uint8)  # a 2-pixel ring around a mask
 
 
 def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool) -> list[tuple[Box, np.ndarray]]:
     H, W = ink.shape
-    hist = _hist(ink)
-    t = max(_otsu(hist), MIN_CONTRAST, 0.35 * _quantile(hist, 0.998))
-    mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+    # The threshold: Otsu's (OpenCV's, in double precision), at least MIN_CONTRAST and 0.35 of the strongest ink
+    # (its 0.998 quantile, which only counts when it exceeds the larger of the other two by that factor).
+    otsu, mask = cv2.threshold(ink, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    t = max(otsu, MIN_CONTRAST)
+    floor = int(t / 0.35)
+    while 0.35 * floor > t:
+        floor -= 1  # the largest level whose 0.35 is at most t, whatever the float rounding
+    t = max(t, 0.35 * _count_quantile(ink, 0.998, upward=1, at_least=floor))
+    if t != otsu:
+        mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
+    # Components are labelled within the ink's bounding box (a tenth of the frame, typically) and 3 pixels of
+    # room for the ring below: the same components, numbered in the same order, at a fraction of the cost.
+    bx, by, bw, bh = cv2.boundingRect(mask)
+    if not bw:
+        return []
+    cx, cy = max(0, bx - 3), max(0, by - 3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)],
+                                                           connectivity=8, ltype=cv2.CV_16U)
     min_area = max(4, int(H * W * 0.00015))
     parts = []
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area:
-            continue  # a speck
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1  # not the background, not a speck
+    for i, (x, y, w, h, area) in zip(big.tolist(), stats[big].tolist()):
+        x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
         parts.append([x, y, x + w, y + h, area, [i]])
@@ -321,7 +365,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     for x, y, w, h, _, ids in chosen:
         # The strokes' mask with room for a ring around it (_on_paper), and the patch 1 pixel past the box.
         y0, y1, x0, x1 = max(0, y - 3), min(H, y + h + 3), max(0, x - 3), min(W, x + w + 3)
-        lab = labels[y0:y1, x0:x1]
+        lab = labels[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
         mask = np.isin(lab, ids).astype(np.uint8) if len(ids) > 1 else (lab == ids[0]).astype(np.uint8)
         rim = cv2.dilate(mask, _DILATE)  # keep the anti-aliased rim just outside the threshold, like MNIST's edges
         ys, xs = slice(max(0, y - 1), min(H, y + h + 1)), slice(max(0, x - 1), min(W, x + w + 1))
@@ -365,8 +409,8 @@ def _mnist_like(patch: np.ndarray) -> np.ndarray:
     small = cv2.resize(patch, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     m = cv2.moments(small)
     cx, cy = (m["m10"] / m["m00"], m["m01"] / m["m00"]) if m["m00"] else (nw / 2, nh / 2)
-    x0 = int(np.clip(round(IMAGE_SIZE / 2 - cx), 0, IMAGE_SIZE - nw))
-    y0 = int(np.clip(round(IMAGE_SIZE / 2 - cy), 0, IMAGE_SIZE - nh))
+    x0 = min(max(round(IMAGE_SIZE / 2 - cx), 0), IMAGE_SIZE - nw)
+    y0 = min(max(round(IMAGE_SIZE / 2 - cy), 0), IMAGE_SIZE - nh)
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     out[y0 : y0 + nh, x0 : x0 + nw] = small
     return out

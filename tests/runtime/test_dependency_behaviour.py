@@ -6,7 +6,7 @@ hold a new Python or a Raspberry Pi back on old wheels, and nobody here would kn
 prints the versions it had (.ci/environment.py, one line) and this test fails loudly, naming both versions, when
 what edgekit calls on a frame changes: JPEG encode/decode (and its reduced-size decode), colour to grey, the
 resizes (area, linear, nearest), a Gaussian blur, the morphological opening/closing of the paper estimate, a
-threshold, connected components with their boxes, a rotation (warpAffine), and numpy's rounding and casts.
+threshold and Otsu's, the bounding box of a mask, connected components with their boxes, a rotation (warpAffine), and numpy's rounding and casts.
 
 The frame is synthetic and fixed (numpy only: a lit gradient, two strokes, noise from a seeded generator), so
 the inputs are the same everywhere. Tolerances: OpenCV's SIMD paths may round a level differently from one CPU to
@@ -68,6 +68,8 @@ def outputs() -> dict[str, np.ndarray]:
     ink = cv2.subtract(out["paper_close"], out["area_half"])
     mask = cv2.threshold(ink, 40, 1, cv2.THRESH_BINARY)[1]
     out["mask"] = mask
+    out["otsu"] = np.array([cv2.threshold(ink, 0, 1, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0]])  # find_digits' threshold
+    out["ink_box"] = np.array(cv2.boundingRect(mask), np.int64)  # where find_digits labels components
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
     big = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= 20]
     out["components"] = big[np.lexsort((big[:, 1], big[:, 0]))].astype(np.int64)  # x, y, w, h, area; sorted

@@ -143,3 +143,22 @@ def test_any_frame_never_crashes(h, w, channels, dtype, seed):
         assert c.image.shape == (28, 28)
         x, y, bw, bh = c.box
         assert 0 <= x < w and 0 <= y < h and bw >= 1 and bh >= 1
+
+
+def test_counted_quantiles_are_the_histograms():
+    """find_digits finds its quantiles by threshold-and-count bisection (faster than a histogram of a mostly flat
+    image); the answers must be the 256-bin histogram's exactly, whatever the start (``upward``, ``at_least``)."""
+    from edgekit.runtime.preprocess import _count_quantile, _hist, _quantile, _quantile_at_most
+
+    rng = np.random.default_rng(25)
+    images = [np.zeros((30, 40), np.uint8), np.full((17, 9), 255, np.uint8), rng.integers(0, 256, (37, 41), dtype=np.uint8),
+              np.minimum(rng.exponential(3.0, (120, 160)), 255).astype(np.uint8),  # mostly small, like ink strength
+              np.where(rng.random((64, 64)) < 0.002, 200, 3).astype(np.uint8)]  # a thin tail
+    for a in images:
+        for q in (0.001, 0.5, 0.998, 0.999, 1.0):
+            want = _quantile(_hist(a), q)
+            for upward in (0, 1, 3):
+                for at_least in (0, 5, 100):
+                    assert _count_quantile(a, q, upward=upward, at_least=at_least) == max(at_least, want), (a.shape, q, upward, at_least)
+            for k in (0, int(want) - 1, int(want), 254):
+                assert _quantile_at_most(a, q, k) == (want <= k)

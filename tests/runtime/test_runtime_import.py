@@ -60,3 +60,37 @@ def test_missing_backend_names_the_package(models):
     assert run.returncode == 0, run.stderr
     assert "missing:" in run.stdout and "pip install ai-edge-litert" in run.stdout
     assert "| exit 3 |" in run.stdout and run.stdout.strip().endswith("tf False")
+
+
+def test_predict_loads_neither_pydantic_nor_openssl(camera_frames, tmp_path):
+    """`edgekit predict photo.jpg` (the bundled model) in a fresh process: pydantic (typer >= 0.29 coerces options
+    through it) and OpenSSL (`secrets`/`hmac` -> `_hashlib`) are each megabytes resident that the device's 80 MB
+    budget has no room for (docs/raspberry-pi.md, "Memory")."""
+    import cv2
+
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), camera_frames[0][0])
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from edgekit.toolkit.cli import app
+        try:
+            app(["predict", sys.argv[1]], prog_name="edgekit")
+        except SystemExit as e:
+            code = e.code
+        watched = ("pydantic", "pydantic_core", "_hashlib", "hmac", "secrets")
+        print(json.dumps({"code": code, "loaded": sorted(m for m in watched if m in sys.modules)}))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(photo)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0, run.stdout + run.stderr
+    assert seen["loaded"] == [], (f"predict imported {seen['loaded']} (typer {_typer_version()}: pyproject.toml "
+                                  "allows typer < 0.29; `pip install -e .` brings this venv in line)")
+
+
+def _typer_version() -> str:
+    from importlib.metadata import version
+
+    return version("typer")
