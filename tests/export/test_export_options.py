@@ -35,6 +35,13 @@ def test_explicit_quantizations():
     assert files(plan("tflite", ["float32", "FP16"])) == ["model_float32.tflite", "model_float16.tflite"]  # aliases
 
 
+def test_generators_are_read_once():
+    # A generator is empty on a second pass; plan() used to read the quantizations twice and return [].
+    assert files(plan("tflite", iter(["int8"]))) == ["model_int8.tflite"]
+    assert files(plan(iter(["tflite", "onnx"]), (q for q in ["float32"]))) == ["model_float32.tflite", "model_float32.onnx"]
+    assert files(plan("onnx", iter([]))) == ["model_float32.onnx"]  # nothing given: the defaults, as with []
+
+
 @pytest.mark.parametrize("option, value, suggestion", [
     ("format", "tflit", "tflite"), ("format", "onxx", "onnx"), ("format", "al", "all"),
     ("quantization", "dynamc", "dynamic"), ("quantization", "int-8", "int8"), ("quantization", "flot16", "float16"),
