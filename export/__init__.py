@@ -26,7 +26,7 @@ from edgekit.export.formats import FORMATS, Quantization, Target, plan
 from edgekit.export.manifest import MANIFEST_NAME, Artifact, Manifest, merge, read_manifest, write_manifest
 from edgekit.export.options import DEFAULT_OPSET, ExportContext, ExportOptions
 from edgekit.runtime import contract
-from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError
+from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError, first_line
 
 __all__ = ["export_model", "Artifact", "Manifest", "ExportOptions", "Quantization", "FORMATS", "plan", "load_keras_model",
            "MANIFEST_NAME", "EXPORTERS"]
@@ -66,8 +66,7 @@ def load_keras_model(model_path: str | os.PathLike):
         if "safe_mode" in str(e):  # custom Python code (a Lambda layer): refused, never run
             raise ModelLoadError(f"{path}: refused by Keras safe_mode ({str(e).split('.')[0]}); edgekit loads only "
                                  "models without custom Python code such as Lambda layers") from None
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        raise ModelLoadError(f"{path}: cannot load the Keras model ({type(e).__name__}: {line})") from None
+        raise ModelLoadError(f"{path}: cannot load the Keras model ({type(e).__name__}: {first_line(e, 200)})") from None
     try:
         in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
     except (AttributeError, ValueError):
@@ -166,8 +165,7 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
             # TensorFlow says so deep inside a long op name: say it first, in the user's words.
             raise ExportError(f"{target} export failed: no space left on the disk of {staging.parent}; free some disk "
                               "space or pass --out to another disk; nothing was written") from None
-        line = text.strip().splitlines()[0][:300]
-        raise ExportError(f"{target} export failed ({type(e).__name__}: {line}); nothing was written") from None
+        raise ExportError(f"{target} export failed ({type(e).__name__}: {first_line(e, 300)}); nothing was written") from None
     seconds = time.perf_counter() - start
     meta = read_metadata(path)
     if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:

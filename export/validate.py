@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edgekit.runtime.contract import NUM_CLASSES, to_model_input
-from edgekit.runtime.errors import EdgekitError, ModelLoadError, OptionsError, ParityError
+from edgekit.runtime.errors import EdgekitError, ModelLoadError, OptionsError, ParityError, first_line
 from edgekit.runtime.metadata import edgekit_version
 
 SCHEMA = 1
@@ -359,7 +359,7 @@ def load_reference(path: str | os.PathLike):
         if "safe_mode" in str(e):  # custom Python code (a Lambda layer): refused, never run
             raise ModelLoadError(f"{path}: refused by Keras safe_mode ({str(e).split('.')[0]}); edgekit loads only "
                                  "models without custom Python code such as Lambda layers") from None
-        raise ModelLoadError(f"{path}: cannot load the Keras model ({_first_line(e)}); pass a .keras that `edgekit train` wrote") from None
+        raise ModelLoadError(f"{path}: cannot load the Keras model ({first_line(e)}); pass a .keras that `edgekit train` wrote") from None
 
 
 def load_artifact(path: Path, threads: int | None = None):
@@ -371,7 +371,7 @@ def load_artifact(path: Path, threads: int | None = None):
     except EdgekitError:
         raise
     except Exception as e:  # a backend's own error on a corrupt file
-        raise ModelLoadError(f"{path}: cannot be loaded ({_first_line(e)}); re-run `edgekit export`") from None
+        raise ModelLoadError(f"{path}: cannot be loaded ({first_line(e)}); re-run `edgekit export`") from None
 
 
 def _run_batches(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int, name: str,
@@ -571,8 +571,3 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def _finite(value: float) -> float | None:
     """JSON has no inf or NaN: those become null."""
     return float(value) if math.isfinite(value) else None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgekit.runtime.classifier import NO_DIGIT, Classifier, Prediction
-from edgekit.runtime.errors import BackendMissingError, CameraError, DataError
+from edgekit.runtime.errors import BackendMissingError, CameraError, DataError, first_line
 from edgekit.runtime.images import image_size, max_pixels_from_env, too_large
 from edgekit.runtime.preprocess import Box, _to_uint8
 
@@ -125,7 +125,7 @@ class Picamera2Source:
             self.camera.configure(self.camera.create_video_configuration(main={"size": size, "format": "RGB888"}))
             self.camera.start()
         except Exception as e:  # libcamera reports a missing/busy camera with its own exception types
-            raise CameraError(f"cannot open the Pi camera through picamera2: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise CameraError(f"cannot open the Pi camera through picamera2: {first_line(e)}") from None
 
     def read(self) -> np.ndarray | None:
         try:

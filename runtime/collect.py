@@ -1,7 +1,7 @@
 """Collecting the user's own digits: frames in, the 28x28 crops the model would see out, one PNG per digit.
 
     store = DigitStore("mydigits")
-    collect_frames(open_source("0"), store, choose=window_chooser())   # a camera, keys 0-9 label
+    collect_frames(open_source("0"), store, choose=key_chooser(window_keys(), live=True))  # keys 0-9 label
     collect_frames(open_source("sevens.mp4"), store, label=7)          # a video of one digit
     collect_images(["scans/"], store, label_of=label_from_name)        # 0042_7.jpg -> a 7
     collect_served(open_source("0"), store, desk, server.hub)          # a page's buttons label (LabelDesk)
@@ -34,7 +34,7 @@ import numpy as np
 from edgekit.runtime import preprocess
 from edgekit.runtime.camera import FrameSource, frames_with_retries
 from edgekit.runtime.contract import LABELS
-from edgekit.runtime.errors import DataError, OptionsError
+from edgekit.runtime.errors import DataError, OptionsError, first_line
 from edgekit.runtime.images import read_image
 from edgekit.runtime.metadata import edgekit_version
 from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
@@ -136,7 +136,7 @@ class DigitStore:
             if not isinstance(d, dict) or not isinstance(d.get("sessions", []), list):
                 raise ValueError("not an object with a sessions list")
         except (OSError, ValueError) as e:
-            raise DataError(f"{self.summary_path}: not a collect.json edgekit can add to ({str(e).splitlines()[0]}); "
+            raise DataError(f"{self.summary_path}: not a collect.json edgekit can add to ({first_line(e)}); "
                             "move it away or collect into another --out") from None
         return d
 
@@ -275,7 +275,7 @@ def collect_images(
             crop = first_crop(frame, store.roi)
         except (DataError, ValueError) as e:
             tally.unreadable += 1
-            on_error(path, str(e).splitlines()[0])
+            on_error(path, first_line(e))
             continue
         if crop is None:
             tally.no_digit += 1
@@ -403,10 +403,6 @@ class LabelDesk:
                 while len(self._held) > self.hold:
                     self._held.popitem(last=False)
             return n
-
-    def decided(self, frame: int) -> bool:
-        with self._cond:
-            return frame in self._decided
 
     def wait_decision(self, frame: int, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the page to label or skip ``frame``; whether it did."""

@@ -16,7 +16,7 @@ from typing import Callable
 import typer
 from typer.core import TyperGroup
 
-from edgekit.runtime.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EdgekitError
+from edgekit.runtime.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EdgekitError, first_line
 
 EXIT_INTERNAL = 4  # a bug in edgekit: one line, EDGEKIT_DEBUG=1 shows the traceback
 
@@ -119,9 +119,8 @@ def command(*args, **kwargs) -> Callable:
             except Exception as e:
                 if os.environ.get("EDGEKIT_DEBUG"):
                     raise
-                line = (str(e) or type(e).__name__).splitlines()[0]
                 raise fail(
-                    f"internal error: {type(e).__name__}: {line} (rerun with EDGEKIT_DEBUG=1 for the traceback)",
+                    f"internal error: {type(e).__name__}: {first_line(e)} (rerun with EDGEKIT_DEBUG=1 for the traceback)",
                     EXIT_INTERNAL,
                 ) from None
 

@@ -15,7 +15,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError
+from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError, first_line
 from edgekit.toolkit.cli import command
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"}
@@ -135,7 +135,7 @@ def predict(
             result = [_in_file_pixels(p, factor) for p in result] if multi else _in_file_pixels(result, factor)
         except (ValueError, EdgekitError) as e:  # unreadable file, bad frame or ROI: report it, go on
             failed += 1
-            line = str(e).splitlines()[0]
+            line = first_line(e)
             if json_lines:
                 typer.echo(json.dumps({"path": str(path), "digit": None, "confidence": 0.0, "box": None, "error": line}))
             typer.echo(f"edgekit: error: {path}: {line}", err=True)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.runtime.contract import NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
-from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
+from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError, first_line
 from edgekit.toolkit.train import (
     CHECKPOINT_STATE, CONFUSION_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RunResult,
     TrainingInterrupted, _save_model, _write_json, augment_batch,
@@ -124,8 +124,7 @@ def _load_model(path: Path):
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # a damaged or foreign file: the user's, said in one line
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        raise ModelLoadError(f"{path}: cannot load it as a Keras model ({line}); pass the model.keras edgekit train wrote") from None
+        raise ModelLoadError(f"{path}: cannot load it as a Keras model ({first_line(e, 200)}); pass the model.keras edgekit train wrote") from None
     check_seed_network(model, path)
     return model
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
-from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError
+from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError, first_line
 from edgekit.toolkit.model import build_model, training_batch_norm
 from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
 
@@ -308,8 +308,7 @@ def train(
             training_batch_norm()  # registers the checkpoint's fused BatchNormalization class
             model = keras.saving.load_model(out / CHECKPOINT_FILE, safe_mode=True)
         except Exception as e:  # a damaged or foreign checkpoint: the user's file, said in one line
-            line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-            raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({line}); "
+            raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({first_line(e, 200)}); "
                                "start a new run in another --out") from None
         _restore_rng_states(model, state.get("dropout_rng"))
         say(f"resuming {recipe.name} ({precision.used}) from epoch {initial_epoch} of {recipe.epochs:g} in {out}")
@@ -697,10 +696,4 @@ def _removed_on_failure(tmp: Path, path: Path):
         if isinstance(e, OSError) and not e.filename:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
-
-
-def remove_checkpoint(out: Path) -> None:
-    """Delete a finished run's checkpoint (12 MB with optimizer state)."""
-    for name in (CHECKPOINT_FILE, CHECKPOINT_STATE):
-        (Path(out) / name).unlink(missing_ok=True)
 
