@@ -16,10 +16,10 @@ model are dropped from the manifest (their files are left alone, never deleted).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from edgekit.runtime.files import sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
 
@@ -68,8 +68,6 @@ def read_manifest(folder: Path) -> Manifest | None:
 
 def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
     """``new`` plus the still-valid entries of ``old`` from the same source (see the module docstring)."""
-    from edgekit.runtime.files import sha256_file
-
     if old is None or old.source.get("sha256") != new.source.get("sha256"):
         return new
     produced = {a.file for a in new.artifacts}
@@ -84,26 +82,7 @@ def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
     return Manifest(new.edgekit_version, new.source, sorted(new.artifacts + kept, key=lambda a: order[a.file]))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open(path, "wb")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
     path = Path(folder) / MANIFEST_NAME
-    write_atomic(path, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode("utf-8"))
+    write_json(path, manifest.to_dict())
     return path

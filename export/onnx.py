@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit.export import metadata
 from edgekit.export.formats import Quantization
-from edgekit.export.manifest import write_atomic
+from edgekit.runtime.files import write_atomic
 from edgekit.export.options import ExportContext
 from edgekit.runtime import contract
 

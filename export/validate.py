@@ -25,6 +25,7 @@ import numpy as np
 
 from edgekit.runtime.contract import NUM_CLASSES, to_model_input
 from edgekit.runtime.errors import EdgekitError, ModelLoadError, OptionsError, ParityError, first_line
+from edgekit.runtime.files import write_atomic
 from edgekit.runtime.metadata import edgekit_version
 
 SCHEMA = 1
@@ -559,13 +560,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise OptionsError(f"{path.parent}: no such folder for {path.name}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, text)
 
 
 def _finite(value: float) -> float | None:

@@ -35,6 +35,7 @@ from edgekit.runtime import preprocess
 from edgekit.runtime.camera import FrameSource, frames_with_retries
 from edgekit.runtime.contract import LABELS
 from edgekit.runtime.errors import DataError, OptionsError, first_line
+from edgekit.runtime.files import write_json
 from edgekit.runtime.images import read_image
 from edgekit.runtime.metadata import edgekit_version
 from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
@@ -197,12 +198,7 @@ class DigitStore:
             "edgekit_version": edgekit_version(),
             "sessions": sessions,
         }
-        tmp = self.summary_path.with_name(f".{SUMMARY_FILE}.tmp")
-        try:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            os.replace(tmp, self.summary_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_json(self.summary_path, summary)
         return summary
 
 

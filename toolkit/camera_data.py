@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekit.runtime.preprocess import find_digits
 from edgekit.toolkit.fonts import font_digit, shape_glyph
-from edgekit.toolkit.synthetic import Look, _glyph, box_iou, glyph_frame
+from edgekit.toolkit.synthetic import Look, scaled_glyph, box_iou, glyph_frame
 
 CHUNK = 500  # crops drawn from one seeded generator
 FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
@@ -93,7 +93,7 @@ def mnist_glyph(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An MNIST digit as float32 coverage sized for LOOK's frames: elastically distorted, its stroke thinned
     (down to a ballpoint's) or made bold (up to a marker's: a quarter of the height), rotated a little."""
     height = rng.uniform(*LOOK.digit_height) * LOOK.size[1]
-    glyph = _glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
+    glyph = scaled_glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
     ink_height = height * 20 / 28
     # MNIST's own stroke is ~10-15 % of the height: change it by -6 % (thin) to +12 % (bold) of the height.
     change = rng.uniform(-0.06, 0.12) * ink_height

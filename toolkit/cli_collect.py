@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -16,8 +15,11 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_TERMINATED, EdgekitError, OptionsError
-from edgekit.toolkit.cli import command, fail
-from edgekit.toolkit.cli_runtime import ALLOW_HOST, IMAGE_SUFFIXES, TOKEN, _quiet_opencv, _roi, announce_token, serve_address, start_server
+from edgekit.runtime.images import IMAGE_SUFFIXES
+from edgekit.toolkit.cli_app import command, fail
+from edgekit.toolkit.cli_options import (
+    ALLOW_HOST, TOKEN, announce_token, has_display, parse_roi_option, quiet_opencv, serve_address, start_server,
+)
 
 
 def _is_image_source(spec: str) -> bool:
@@ -34,10 +36,6 @@ def _image_files(spec: str) -> list[Path]:
 
 def _is_camera(spec: str) -> bool:
     return spec.isdigit() or spec.startswith("/dev/") or spec == "picamera2" or "://" in spec
-
-
-def _has_display() -> bool:
-    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 @command("collect")
@@ -67,7 +65,7 @@ def collect(
         raise OptionsError(f"--max must be at least 1, got {max_crops}")
     if max_pixels is not None and max_pixels < 1:
         raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
-    box = _roi(roi)
+    box = parse_roi_option(roi)
     kinds = [(s, _is_image_source(s)) for s in sources]
     interactive = digit is None and not labels_from_names
     address = serve_address(serve, allow_host, token)
@@ -77,7 +75,7 @@ def collect(
         images = [s for s, is_image in kinds if is_image]
         if images:
             raise OptionsError(f"{images[0]}: images need --label D or --labels-from-names (keys and the page label only a camera or video)")
-        if address is None and not _has_display():
+        if address is None and not has_display():
             raise OptionsError("no display for the labelling window; use --serve 127.0.0.1:8080 to label on a web page, "
                                "--label D (every crop is that digit), or run where a window can open")
     if labels_from_names:
@@ -87,7 +85,7 @@ def collect(
 
     from edgekit.runtime.camera import open_source
 
-    _quiet_opencv()
+    quiet_opencv()
     store = rc.DigitStore(out, roi=box, max_crops=max_crops)
     worst = EXIT_OK
 
@@ -114,7 +112,7 @@ def collect(
             if is_image:
                 files = _image_files(spec)
                 if not files:
-                    report(spec, "folder holds no images (.png, .jpg, .bmp, .pgm, .tif, .webp)")
+                    report(spec, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
                     continue
                 rc.collect_images(files, store, label=digit, label_of=rc.label_from_name if labels_from_names else None,
                                   on_error=report, max_pixels=max_pixels)

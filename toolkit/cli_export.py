@@ -1,4 +1,4 @@
-"""`edgekit export` command(s); registered on the app by edgekit.toolkit.cli."""
+"""`edgekit export` command(s); registered on the app (cli_app) when edgekit.toolkit.cli imports it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
 from edgekit.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
 
 DEFAULT_MODEL = Path("runs/mnist/model.keras")
 

@@ -1,4 +1,4 @@
-"""`edgekit predict` and `edgekit webcam`; registered on the app by edgekit.toolkit.cli.
+"""`edgekit predict`, `edgekit webcam` and `edgekit info`; registered on the app (cli_app) when edgekit.toolkit.cli imports it.
 
 Both run an exported model through ``edgekit.runtime`` (LiteRT or ONNX Runtime, never TensorFlow); the
 runtime and OpenCV are imported inside the commands so `edgekit --help` stays fast.
@@ -16,21 +16,12 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError, first_line
-from edgekit.toolkit.cli import command
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"}
-
-
-def _roi(text: Optional[str]):
-    if text is None:
-        return None
-    from edgekit.runtime.preprocess import parse_roi
-
-    try:
-        return parse_roi(text)
-    except ValueError as e:
-        raise OptionsError(str(e)) from None
-
+from edgekit.runtime.images import IMAGE_SUFFIXES
+from edgekit.toolkit.cli_app import command
+from edgekit.toolkit.cli_options import (
+    ALLOW_HOST, TOKEN, announce_token, has_display, model_or_bundled, parse_roi_option, quiet_opencv, serve_address,
+    start_server,
+)
 
 def _images(paths: List[Path]) -> list[Path]:
     """Files as given; folders expanded to their image files (sorted, not recursive)."""
@@ -44,15 +35,6 @@ def _images(paths: List[Path]) -> list[Path]:
     return out
 
 
-def _quiet_opencv() -> None:
-    """OpenCV's and FFmpeg's own messages (a truncated PNG, a camera probe, "Stream ends prematurely") would be
-    extra lines beside edgekit's one-line errors."""
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
-
-
 def _in_file_pixels(prediction, factor: int):
     """A prediction on an image decoded reduced by ``factor``, with its box in the file's own pixels."""
     from dataclasses import replace
@@ -60,26 +42,6 @@ def _in_file_pixels(prediction, factor: int):
     if factor == 1 or prediction.box is None:
         return prediction
     return replace(prediction, box=tuple(v * factor for v in prediction.box))
-
-
-def _model_or_bundled(model: Optional[Path]) -> Path:
-    """``model`` as given, or the model bundled with edgekit, announced in one line on stderr."""
-    if model is not None:
-        return model
-    from edgekit.runtime.bundled_model import bundled_model_path, validation
-    from edgekit.runtime.metadata import read_metadata
-
-    path = bundled_model_path()
-    meta = read_metadata(path) or {}
-    training = meta.get("training") or {}
-    what = ", ".join(filter(None, [
-        f"{training['recipe']} recipe" if training.get("recipe") else None,
-        f"{meta.get('quantization', '?')} {meta.get('format', 'tflite')}",
-    ]))
-    measured = validation()
-    accuracy = f", {measured['accuracy']:.2f} % on the {measured['images']:,} MNIST test images" if measured else ""
-    typer.echo(f"edgekit: no model given, using the bundled one ({what}{accuracy}): {path}", err=True)
-    return path
 
 
 @command("predict")
@@ -113,8 +75,8 @@ def predict(
         model, images = images[0], images[1:]
     if not images:
         raise OptionsError("no images to read; usage: edgekit predict [MODEL] IMAGE... (files or folders)")
-    box = _roi(roi)
-    model = _model_or_bundled(model)
+    box = parse_roi_option(roi)
+    model = model_or_bundled(model)
 
     from edgekit.runtime import Classifier
     from edgekit.runtime.images import max_pixels_from_env, read_image
@@ -122,7 +84,7 @@ def predict(
     if max_pixels is not None and max_pixels < 1:
         raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
-    _quiet_opencv()
+    quiet_opencv()
     clf = Classifier(model, threads=threads)
     failed = 0
     for path in _images(images):
@@ -172,44 +134,6 @@ def _union(boxes: list) -> list | None:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-# --serve's companions, shared by `webcam` and `collect` (docs/runtime.md, "Who may use the page").
-ALLOW_HOST = typer.Option(
-    "--allow-host", metavar="NAME[:PORT]",
-    help="With --serve: another name the page may be opened by (repeatable): a DNS name of this machine, or "
-         "localhost:9000 for an SSH tunnel on another port. Its own addresses, localhost, NAME and NAME.local always may.")
-TOKEN = typer.Option(
-    "--token/--no-token",
-    help="With --serve: ask every request for an access token, printed once in the URL at start (the first page "
-         "load keeps it in a cookie). Default: on when HOST is not loopback ($EDGEKIT_SERVE_TOKEN fixes its value).",
-    show_default=False)
-
-
-def serve_address(serve: Optional[str], allow_host: Optional[List[str]], token: Optional[bool]):
-    """``--serve``'s (host, port), or None; its companions refused without it."""
-    if serve is None:
-        if allow_host or token is not None:
-            raise OptionsError(f"{'--allow-host' if allow_host else '--token/--no-token'} goes with --serve HOST:PORT")
-        return None
-    from edgekit.runtime.serve import HostPolicy, parse_address
-
-    address = parse_address(serve)
-    HostPolicy.for_server(address[0], address[1], allow_host or ())  # a bad --allow-host: one line, before anything opens
-    return address
-
-
-def start_server(server_class, address, allow_host: Optional[List[str]], token: Optional[bool], **kwargs):
-    """The web view on ``address`` with the Host policy's extra names and, when wanted, an access token."""
-    from edgekit.runtime.serve import new_token, wants_token
-
-    value = (os.environ.get("EDGEKIT_SERVE_TOKEN") or new_token()) if wants_token(address[0], token) else None
-    return server_class(*address, allow_hosts=allow_host or (), token=value, **kwargs).start()
-
-
-def announce_token(server) -> None:
-    if server.httpd.token:
-        typer.echo("edgekit: open that URL as printed: it holds the page's access token (--no-token: none)", err=True)
-
-
 @command("webcam")
 def webcam(
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
@@ -240,9 +164,9 @@ def webcam(
         raise OptionsError(f"--max-frames must be at least 1, got {max_frames}")
     if max_pixels is not None and max_pixels < 1:
         raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
-    box = _roi(roi)
+    box = parse_roi_option(roi)
     window = not headless and serve is None
-    if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if window and not has_display():
         raise OptionsError("no display to open a window on; use --headless for JSON lines or --serve 127.0.0.1:8080 for a web page")
     address = serve_address(serve, allow_host, token)
 
@@ -251,11 +175,11 @@ def webcam(
     from edgekit.runtime import Classifier
     from edgekit.runtime.camera import annotate, open_source, run_loop
 
-    _quiet_opencv()
+    quiet_opencv()
     if window:  # OpenCV's Qt looks for fonts inside the wheel and warns on every frame when they are not there
         os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
-    clf = Classifier(_model_or_bundled(model), threads=threads)
+    clf = Classifier(model_or_bundled(model), threads=threads)
     server = None
     if address is not None:
         from edgekit.runtime.serve import StreamServer

@@ -1,4 +1,4 @@
-"""`edgekit train` command(s); registered on the app by edgekit.toolkit.cli."""
+"""`edgekit train` command(s); registered on the app (cli_app) when edgekit.toolkit.cli imports it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgekit.runtime.errors import OptionsError
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
 
 
 class RecipeName(str, enum.Enum):

@@ -10,7 +10,7 @@ import typer
 
 from edgekit.export.validate import Thresholds
 from edgekit.runtime.errors import OptionsError
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
 
 _DEFAULT = Thresholds()
 

@@ -13,12 +13,9 @@ Augmentation (small random rotation, zoom, shift) lives in the tf.data pipeline 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,19 +23,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
+from edgekit.runtime.contract import NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError, first_line
+from edgekit.runtime.files import atomic_path, write_json
 from edgekit.toolkit.model import build_model, training_batch_norm
 from edgekit.toolkit.precision import PRECISIONS, Precision, choose, float32_copy
+from edgekit.toolkit.run_folder import (
+    CAMERA_POOL_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE, MODEL_FILE, environment, holds_a_run, save_model, test_metrics,
+    write_run,
+)
 
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.png"
-CONFUSION_FILE = "confusion.png"
-CHECKPOINT_FILE = "checkpoint.keras"
-CHECKPOINT_STATE = "checkpoint.json"
-CAMERA_POOL_FILE = "camera_pool.npz"
 
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
 SCHEDULES = ("plateau", "onecycle", "constant")
@@ -272,7 +266,7 @@ def train(
                                       max_seconds=options.max_seconds)
         if int(state["epoch"]) >= math.ceil(options.recipe.epochs):
             raise OptionsError(f"{out}: all {options.recipe.epochs:g} epochs are done already; nothing to resume")
-    elif out.exists() and any((out / f).exists() for f in (MODEL_FILE, CHECKPOINT_STATE)):
+    elif holds_a_run(out):
         raise OptionsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     options.check()
     recipe = options.recipe
@@ -366,7 +360,8 @@ def train(
     if pool is not None:
         metrics["camera_pool"] = {"crops": int(len(pool.y)), "from_fonts": round(float(pool.source.mean()), 3),
                                   "seconds": round(pool_seconds, 2)}
-    _finish(model, out, history, metrics, probabilities, mnist.y_test)
+    write_run(model, out, history, metrics, curves_title=f"{recipe.name} recipe",
+              confusion_title=f"Test set: {metrics['test']['accuracy']:.2%} accurate")
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
 
 
@@ -480,11 +475,8 @@ def _camera_pool(out: Path, x: np.ndarray, y: np.ndarray, options: TrainOptions,
     pool = make_pool(x, y, options.recipe.camera_pool, options.seed)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with _removed_on_failure(tmp, path):
-        with open(tmp, "wb") as f:
-            np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
-        os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
     return pool, seconds
 
 
@@ -516,23 +508,8 @@ def augment_batch(images, seed):
 
 
 def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, n_train, steps) -> dict:
-    from edgekit.toolkit.plots import confusion_matrix, per_class_accuracy
-
-    y = mnist.y_test.astype(np.int64)
-    predicted = probabilities.argmax(axis=1)
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], eps, 1.0))))
-    matrix = confusion_matrix(y, predicted)
-    import tensorflow as tf
-
     return {
-        "test": {
-            "accuracy": float(np.mean(predicted == y)),
-            "loss": loss,  # plain cross-entropy (no label smoothing), comparable across recipes
-            "images": int(len(y)),
-            "per_class_accuracy": dict(zip(LABELS, per_class_accuracy(matrix))),
-            "confusion_matrix": matrix.tolist(),
-        },
+        "test": test_metrics(probabilities, mnist.y_test),
         "validation": {k: history[k][-1] for k in ("val_accuracy", "val_loss") if history.get(k)},
         "epochs": saver.epochs_done,
         "epochs_planned": options.recipe.epochs,
@@ -548,21 +525,8 @@ def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver
         "data": {"source": mnist.source, "sha256": mnist.sha256},
         "recipe": dataclasses.asdict(options.recipe),
         "options": options.to_json(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **environment(keras),
     }
-
-
-def _finish(model, out: Path, history: dict, metrics: dict, probabilities, y_test) -> None:
-    from edgekit.toolkit import plots
-
-    _save_model(model, out / MODEL_FILE, include_optimizer=False)
-    _write_json(out / HISTORY_FILE, history)
-    plots.save_curves({k: v for k, v in history.items() if k != "seconds"}, out / CURVES_FILE,
-                      title=f"{metrics['recipe']['name']} recipe")
-    plots.save_confusion(np.asarray(metrics["test"]["confusion_matrix"]), out / CONFUSION_FILE,
-                         title=f"Test set: {metrics['test']['accuracy']:.2%} accurate")
-    _write_json(out / METRICS_FILE, metrics)  # last: its presence means the run is complete
 
 
 def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: dict, elapsed_before: float):
@@ -586,8 +550,8 @@ def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: d
             history.setdefault("learning_rate_end", []).append(_current_lr(self.model))
             history.setdefault("seconds", []).append(round(seconds, 2))
             self.epochs_done = epoch + 1
-            _save_model(self.model, out / CHECKPOINT_FILE, include_optimizer=True)
-            _write_json(
+            save_model(self.model, out / CHECKPOINT_FILE, include_optimizer=True)
+            write_json(
                 out / CHECKPOINT_STATE,
                 {
                     "epoch": self.epochs_done,
@@ -666,34 +630,3 @@ def _read_state(out: Path) -> dict:
     except (ValueError, KeyError, TypeError) as e:
         raise OptionsError(f"{path}: unreadable checkpoint state ({e}); start a new run in another --out") from None
     return state
-
-
-def _save_model(model, path: Path, include_optimizer: bool) -> None:
-    """Save atomically; without the optimizer, an uncompiled float32 copy (4 MB instead of 12 MB with Adam's
-    state; float32 whatever precision trained it). With it (a checkpoint), the model as it trains."""
-    if not include_optimizer:
-        model = float32_copy(model)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    with _removed_on_failure(tmp, path):
-        model.save(tmp)
-        os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with _removed_on_failure(tmp, path):
-        tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
-        os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(tmp: Path, path: Path):
-    """A failed write (disk full, Ctrl-C) leaves no half-written temporary file; an OSError names ``path``."""
-    try:
-        yield
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and not e.filename:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-        raise
-
