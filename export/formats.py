@@ -83,6 +83,8 @@ def valid_pairs() -> list[str]:
     return [str(Target(f, q)) for f in FORMATS.values() for q in f.quantizations]
 
 
+DEFAULT_FORMATS = ("tflite",)  # what `edgekit export` and export_model produce when no format is named
+
 # Other spellings people type for a quantization (the file names say float32, so --quantize float32 works).
 ALIASES = {"float32": "none", "fp32": "none", "fp16": "float16", "dynamic-range": "dynamic", "full-int8": "int8"}
 
@@ -98,7 +100,7 @@ def _pick(value: str, choices: Sequence[str], option: str) -> str:
     raise OptionsError(f"unknown {option} '{value}'; {hint}valid: {', '.join(choices)}")
 
 
-def plan(formats: Iterable[str] | str = ("tflite",), quantizations: Iterable[str] | str | None = None) -> list[Target]:
+def plan(formats: Iterable[str] | str = DEFAULT_FORMATS, quantizations: Iterable[str] | str | None = None) -> list[Target]:
     """Check the options against the table and return the artifacts to produce: formats in the order given
     (table order for ``all``), each format's quantizations in table order.
 
@@ -112,7 +114,7 @@ def plan(formats: Iterable[str] | str = ("tflite",), quantizations: Iterable[str
     formats = [formats] if isinstance(formats, str) else list(formats)
     if quantizations is not None:
         quantizations = [quantizations] if isinstance(quantizations, str) else list(quantizations)
-    names = [_pick(f, [*FORMATS, ALL], "format") for f in formats] or ["tflite"]
+    names = [_pick(f, [*FORMATS, ALL], "format") for f in formats] or list(DEFAULT_FORMATS)
     everything = ALL in names
     chosen = list(FORMATS.values()) if everything else [FORMATS[n] for n in dict.fromkeys(names)]
     qs = None

@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
-from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError, first_line
+from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
 from edgekit.toolkit.run_folder import MODEL_FILE, environment, holds_a_run, test_metrics, write_run
 from edgekit.toolkit.train import RunResult, TrainingInterrupted, augment_batch
 
@@ -115,14 +115,11 @@ def check_seed_network(model, path: Path) -> None:
 
 
 def _load_model(path: Path):
-    import keras
+    from edgekit.export.keras_model import load_keras
 
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file; pass --finetune RUN/model.keras (train one with edgekit train)")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # a damaged or foreign file: the user's, said in one line
-        raise ModelLoadError(f"{path}: cannot load it as a Keras model ({first_line(e, 200)}); pass the model.keras edgekit train wrote") from None
+    model = load_keras(path, "pass --finetune with the model.keras edgekit train wrote")
     check_seed_network(model, path)
     return model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,20 @@ def test_format_table_needs_no_tensorflow():
             "import edgekit.toolkit.cli_export; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_export_options_hold_the_plan():
+    options = ExportOptions(formats=iter(["onnx"]), quantizations=(q for q in ["int8"]), data=Path("mnist.npz"))
+    assert files(options.targets) == ["model_int8.onnx"]
+    assert options.formats == ("onnx",) and options.quantizations == ("int8",) and options.data == "mnist.npz"
+    assert files(ExportOptions().targets) == files(plan("tflite"))  # the default is written once (DEFAULT_FORMATS)
+    with pytest.raises(OptionsError, match="did you mean 'onnx'"):
+        ExportOptions(formats="onx")
+
+
+def test_export_model_takes_options_or_keywords_not_both(tmp_path):
+    from edgekit.export import export_model
+
+    with pytest.raises(OptionsError, match="not both"):
+        export_model(tmp_path / "model.keras", tmp_path / "out", ExportOptions(), formats="onnx")
+    assert not (tmp_path / "out").exists()
