@@ -29,6 +29,7 @@ import numpy as np
 
 from edgekit.runtime.contract import IMAGE_SIZE, LABELS as LABELS_TEXT, NUM_CLASSES
 from edgekit.runtime.errors import DataError, first_line
+from edgekit.runtime.images import IMAGE_SUFFIXES
 from edgekit.runtime.files import sha256_file
 
 ENV_VAR = "EDGEKIT_DATA"
@@ -167,7 +168,6 @@ def _load_keras_cache() -> Mnist:
 
 # --- a folder of digits ------------------------------------------------------------------------------
 
-FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 HOLDOUT_FRACTION = 0.2  # of each digit's images, held out for validation
 HOLDOUT_SEED = 0  # fixed, so fine-tuning, training and validation all hold out the same images
 FOLDER_IGNORED = ("collect.json",)  # what `edgekit collect` writes beside the digit folders
@@ -217,8 +217,8 @@ def load_digit_folder(path: str | os.PathLike) -> DigitFolder:
         for f in sorted(c.iterdir()):
             if f.name.startswith(".") or f.is_dir():
                 continue
-            if f.suffix.lower() not in FOLDER_SUFFIXES:
-                raise DataError(f"{f}: not an image file ({', '.join(FOLDER_SUFFIXES)}); move it out of the class folder")
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{f}: not an image file ({', '.join(IMAGE_SUFFIXES)}); move it out of the class folder")
             try:
                 raw = np.fromfile(f, dtype=np.uint8)
             except OSError as e:

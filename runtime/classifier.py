@@ -78,7 +78,7 @@ class Classifier:
         spec = self.metadata.get("input") or {}
         self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE))
         self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET))
-        self._invert = "black digit" in str(spec.get("polarity", "")).lower()
+        self._invert = contract.wants_inverted(spec.get("polarity"))
         self._item_shape = contract.INPUT_SHAPE
         self._run = self._runner.run
 
@@ -97,7 +97,7 @@ class Classifier:
                 "dtype": r.input_dtype.name,
                 "scale": contract.PIXEL_SCALE,
                 "offset": contract.PIXEL_OFFSET,
-                "polarity": "white digit on black",
+                "polarity": contract.POLARITY,
             },
             "output": {"name": r.output_name, "shape": [None, contract.NUM_CLASSES]},
         }

@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from edgekit.runtime import preprocess
+from edgekit.runtime import contract, preprocess
 from edgekit.runtime.camera import FrameSource, frames_with_retries
 from edgekit.runtime.contract import LABELS
 from edgekit.runtime.errors import DataError, OptionsError, first_line
@@ -39,6 +39,7 @@ from edgekit.runtime.files import write_json
 from edgekit.runtime.images import read_image
 from edgekit.runtime.metadata import edgekit_version
 from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
+from edgekit.runtime.sources import SourceKind, source_kind
 
 SUMMARY_FILE = "collect.json"
 STOP = "stop"  # what a chooser returns to end collecting
@@ -51,9 +52,10 @@ def source_name(spec: str | os.PathLike) -> str:
     """The ``<source-name>`` part of a crop's file name: a file's stem, ``cam0`` for camera 0, ``video2`` for
     /dev/video2, the host of a URL; reduced to letters, digits, ``.``, ``_`` and ``-``."""
     text = str(spec).strip()
-    if text.isdigit():
+    kind = source_kind(text)
+    if kind is SourceKind.INDEX:
         name = f"cam{text}"
-    elif "://" in text:
+    elif kind is SourceKind.URL:
         name = text.split("://", 1)[1].split("/", 1)[0].replace(":", "_")
     else:
         name = Path(text).stem if Path(text).suffix else Path(text).name
@@ -86,7 +88,7 @@ def preprocessing_settings(roi: Box | None = None) -> dict:
         "noise_margin": preprocess.NOISE_MARGIN,
         "min_height_fraction": preprocess.MIN_HEIGHT_FRACTION,
         "min_height_px": preprocess.MIN_HEIGHT_PX,
-        "polarity": "ink bright on black (MNIST)",
+        "polarity": contract.POLARITY,
         "roi": list(roi) if roi is not None else None,
     }
 

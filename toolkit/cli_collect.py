@@ -16,6 +16,7 @@ import typer
 
 from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_TERMINATED, EdgekitError, OptionsError
 from edgekit.runtime.images import IMAGE_SUFFIXES
+from edgekit.runtime.sources import SourceKind, source_kind
 from edgekit.toolkit.cli_app import command, fail
 from edgekit.toolkit.cli_options import (
     ALLOW_HOST, TOKEN, announce_token, has_display, parse_roi_option, quiet_opencv, serve_address, start_server,
@@ -24,7 +25,7 @@ from edgekit.toolkit.cli_options import (
 
 def _is_image_source(spec: str) -> bool:
     p = Path(spec)
-    return p.is_dir() or (p.suffix.lower() in IMAGE_SUFFIXES and not spec.isdigit())
+    return p.is_dir() or (p.suffix.lower() in IMAGE_SUFFIXES and source_kind(spec) is SourceKind.FILE)
 
 
 def _image_files(spec: str) -> list[Path]:
@@ -35,7 +36,7 @@ def _image_files(spec: str) -> list[Path]:
 
 
 def _is_camera(spec: str) -> bool:
-    return spec.isdigit() or spec.startswith("/dev/") or spec == "picamera2" or "://" in spec
+    return source_kind(spec).live
 
 
 @command("collect")
