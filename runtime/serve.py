@@ -30,6 +30,9 @@ its headers longest makes room), and streams and the page's ``/frame.jpg`` polls
 viewers never make the page "busy". Every refusal is a status and one JSON line
 ``{"error": "..."}``; a client that resets or stops reading ends only its own thread, and at most one line a
 minute says so on stderr, never a traceback.
+
+Why one module of ~700 lines: it is one security boundary (who may ask, what they may ask for, how long they may
+hold a connection), and it reads better whole than spread over files a reviewer would have to hold side by side.
 """
 
 from __future__ import annotations

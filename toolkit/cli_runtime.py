@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -170,10 +169,9 @@ def webcam(
         raise OptionsError("no display to open a window on; use --headless for JSON lines or --serve 127.0.0.1:8080 for a web page")
     address = serve_address(serve, allow_host, token)
 
-    import cv2
-
     from edgekit.runtime import Classifier
-    from edgekit.runtime.camera import annotate, open_source, run_loop
+    from edgekit.runtime.camera import open_source, run_loop
+    from edgekit.runtime.live_view import LiveView, Pacer
 
     quiet_opencv()
     if window:  # OpenCV's Qt looks for fonts inside the wheel and warns on every frame when they are not there
@@ -188,45 +186,15 @@ def webcam(
         typer.echo(f"edgekit: serving the camera on {server.url} (Ctrl-C stops)", err=True)
         announce_token(server)
     stream = open_source(source, max_pixels)  # after the model and the server, so a failure there never holds the camera
-    out = sys.stdout
-
     # A video file shown in a window or served plays at its own frame rate; headless runs flat out.
-    pace = 0.0 if headless and server is None else 1.0 / stream.fps if getattr(stream, "fps", 0) and not stream.live else 0.0
-    next_at = [time.monotonic()]
-
-    def on_result(result) -> bool:
-        if pace:
-            next_at[0] += pace
-            delay = next_at[0] - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        if headless:
-            out.write(json.dumps(result.to_dict()) + "\n")
-            out.flush()
-        if server is not None or window:
-            img = annotate(result, box)
-            if server is not None:
-                ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    server.hub.publish(jpeg.tobytes(), result.to_dict())
-            if window:
-                if result.index == 0:  # a plain window: no Qt toolbar, sized to the frame
-                    cv2.namedWindow("edgekit webcam", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-                cv2.imshow("edgekit webcam", img)
-                key = cv2.waitKey(1) & 0xFF
-                if key in (ord("q"), 27):
-                    return True
-                if cv2.getWindowProperty("edgekit webcam", cv2.WND_PROP_VISIBLE) < 1:
-                    return True
-        return False
-
+    view = LiveView(Pacer(stream, watched=not headless or server is not None), json_out=sys.stdout if headless else None,
+                    hub=server.hub if server is not None else None, window=window, roi=box)
     try:
-        end = run_loop(stream, clf, on_result, roi=box, max_frames=max_frames)
+        end = run_loop(stream, clf, view, roi=box, max_frames=max_frames)
     finally:
         if server is not None:
             server.stop()
-        if window:
-            cv2.destroyAllWindows()
+        view.close()
     dropped = f" ({end.dropped} camera frames dropped for newer ones)" if end.dropped else ""
     typer.echo(f"edgekit: {end.frames} frames from {stream.name}{dropped}; {end.reason or 'done'}", err=True)
 

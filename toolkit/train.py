@@ -9,6 +9,10 @@ far), so an interrupted run continues with ``resume=True``. Every file is writte
 The data: the last ``val_split`` training images are held out for validation (the seed tuned its annealer
 on the test set); ``limit`` takes the first N of the rest. The test set is touched once, at the end.
 Augmentation (small random rotation, zoom, shift) lives in the tf.data pipeline only, never in the model.
+
+Why one module of ~500 lines: the run, its seeded and resumable data order, its checkpointing callbacks and its
+resume are one piece of state (a resumed run must draw exactly the batches and dropout masks the uninterrupted one
+would have); the recipes are ``recipes.py``, the run folder's files ``run_folder.py``.
 """
 
 from __future__ import annotations
