@@ -63,6 +63,18 @@ def model_or_bundled(model: Optional[Path]) -> Path:
     return path
 
 
+# Options several commands take, each spelled once.
+ROI = typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")
+THREADS = typer.Option("--threads", help="Inference threads (default: the backend's).")
+EXPORTED_MODEL = typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")
+
+
+def check_max_pixels(max_pixels: Optional[int]) -> None:
+    """``--max-pixels``, when given, is a positive number of pixels (OptionsError otherwise)."""
+    if max_pixels is not None and max_pixels < 1:
+        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
 # --serve's companions, shared by `webcam` and `collect` (docs/runtime.md, "Who may use the page").
 ALLOW_HOST = typer.Option(
     "--allow-host", metavar="NAME[:PORT]",

@@ -18,8 +18,8 @@ from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, Option
 from edgekit.runtime.images import IMAGE_SUFFIXES
 from edgekit.toolkit.cli_app import command
 from edgekit.toolkit.cli_options import (
-    ALLOW_HOST, TOKEN, announce_token, has_display, model_or_bundled, parse_roi_option, quiet_opencv, serve_address,
-    start_server,
+    ALLOW_HOST, EXPORTED_MODEL, ROI, THREADS, TOKEN, announce_token, check_max_pixels, has_display, model_or_bundled,
+    parse_roi_option, quiet_opencv, serve_address, start_server,
 )
 
 def _images(paths: List[Path]) -> list[Path]:
@@ -51,11 +51,11 @@ def predict(
                        help="Image files and/or folders, after an optional exported model (a first argument ending in "
                             ".tflite or .onnx); without one, the model bundled with edgekit reads them."),
     ],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], EXPORTED_MODEL] = None,
     json_lines: Annotated[bool, typer.Option("--json", help='JSON lines: {"path", "digit", "confidence", "box"}.')] = False,
     multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
-    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
+    roi: Annotated[Optional[str], ROI] = None,
+    threads: Annotated[Optional[int], THREADS] = None,
     max_pixels: Annotated[
         Optional[int],
         typer.Option("--max-pixels", help="Largest image to decode, in pixels; a larger JPEG is decoded reduced, "
@@ -80,8 +80,7 @@ def predict(
     from edgekit.runtime import Classifier
     from edgekit.runtime.images import max_pixels_from_env, read_image
 
-    if max_pixels is not None and max_pixels < 1:
-        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+    check_max_pixels(max_pixels)
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
     quiet_opencv()
     clf = Classifier(model, threads=threads)
@@ -135,7 +134,7 @@ def _union(boxes: list) -> list | None:
 
 @command("webcam")
 def webcam(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], EXPORTED_MODEL] = None,
     source: Annotated[
         str, typer.Option("--source", "-s", help="Camera index (0), /dev/videoN, a video file, a stream URL, or picamera2.")
     ] = "0",
@@ -150,8 +149,8 @@ def webcam(
     allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
     token: Annotated[Optional[bool], TOKEN] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
-    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    threads: Annotated[Optional[int], THREADS] = None,
+    roi: Annotated[Optional[str], ROI] = None,
     max_pixels: Annotated[
         Optional[int],
         typer.Option("--max-pixels", help="Largest frame to accept, in pixels; a source announcing more is refused "
@@ -161,8 +160,7 @@ def webcam(
     """Read digits from a camera live: a window (q or Esc quits), JSON lines (--headless) or a web page (--serve)."""
     if max_frames is not None and max_frames < 1:
         raise OptionsError(f"--max-frames must be at least 1, got {max_frames}")
-    if max_pixels is not None and max_pixels < 1:
-        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+    check_max_pixels(max_pixels)
     box = parse_roi_option(roi)
     window = not headless and serve is None
     if window and not has_display():
