@@ -52,7 +52,7 @@ STRIP = 4  # digits per multi frame
 def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int) -> dict[str, list]:
     """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
-    from edgekit.toolkit.synthetic import Look, _finish, _glyph, _paper, camera_frame, digit_strip, empty_frame, glyph_frame
+    from edgekit.toolkit.synthetic import Look, camera_finish as _finish, scaled_glyph as _glyph, lit_sheet as _paper, camera_frame, digit_strip, empty_frame, glyph_frame
 
     look = Look()
     out: dict[str, list] = {k: [] for k in KINDS}

@@ -36,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from wheel import build_wheel  # noqa: E402
 
+from edgekit.runtime.files import write_json  # noqa: E402
+
 GOAL_MB = 80.0
 BASE = ["numpy", "ai-edge-litert", "opencv-python-headless"]
 
@@ -142,9 +144,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"goal_predict_mb": GOAL_MB, "runs": args.runs, "photo_label": label, "before_wheel": args.before_wheel, "rows": rows,
               "host": {"machine": platform.machine(), "python": platform.python_version()}}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    write_json(out, report)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -25,7 +25,6 @@ labels it derived. Writes benchmarks/results/pi_instructions.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from edgekit.runtime.files import write_json
 
 HERE = Path(__file__).resolve().parent
 LIBS = ("cv2.abi3.so", "libpywrap_litert_common.so", "libLiteRt.so", "_multiarray_umath")
@@ -133,9 +134,7 @@ def main() -> int:
     print("\n".join(lines))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_json(out, result)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -1,7 +1,8 @@
 """edgekit.export: one module per target format, quantization, parity validation (TensorFlow imported lazily).
 
-``export_model(model_path, out_dir, formats=("tflite",), quantizations=None, ...)`` checks every option
-against the format table (``formats.py``) before any work starts, loads the Keras model with
+``export_model(model_path, out_dir, ExportOptions(formats=..., quantizations=..., ...))`` (or the same fields as
+keywords: ``export_model(model_path, out_dir, formats="onnx")``) checks every option against the format table
+(``formats.py``) before any work starts, loads the Keras model with
 ``safe_mode=True``, then produces each artifact through its format's ``export`` (found in ``EXPORTERS``).
 
 All-or-nothing: artifacts are staged in a hidden folder inside ``out_dir`` and only renamed into place,
@@ -17,16 +18,14 @@ import os
 import shutil
 import tempfile
 import time
-import zipfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
 from edgekit.export.formats import FORMATS, Quantization, Target, plan
 from edgekit.export.manifest import MANIFEST_NAME, Artifact, Manifest, merge, read_manifest, write_manifest
-from edgekit.export.options import DEFAULT_OPSET, ExportContext, ExportOptions
+from edgekit.export.options import ExportContext, ExportOptions
 from edgekit.runtime import contract
-from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError
+from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError, OptionsError, first_line
 
 __all__ = ["export_model", "Artifact", "Manifest", "ExportOptions", "Quantization", "FORMATS", "plan", "load_keras_model",
            "MANIFEST_NAME", "EXPORTERS"]
@@ -55,19 +54,9 @@ def load_keras_model(model_path: str | os.PathLike):
         raise ModelLoadError(f"{path}: no such model file; pass --model RUN/model.keras (train one with edgekit train)")
     if path.suffix != ".keras":
         raise ModelLoadError(f"{path}: not a .keras file; edgekit exports models saved by edgekit train (model.keras)")
-    if not zipfile.is_zipfile(path):  # Keras would say "File not found" for an empty or truncated file
-        raise ModelLoadError(f"{path}: cannot load the Keras model (the file is "
-                             f"{'empty' if path.stat().st_size == 0 else 'truncated or not a zip archive'}, and a .keras is a zip); pass the model.keras edgekit train wrote")
-    import keras
+    from edgekit.export.keras_model import load_keras
 
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # keras raises ValueError, OSError, zipfile errors, ... for a bad file
-        if "safe_mode" in str(e):  # custom Python code (a Lambda layer): refused, never run
-            raise ModelLoadError(f"{path}: refused by Keras safe_mode ({str(e).split('.')[0]}); edgekit loads only "
-                                 "models without custom Python code such as Lambda layers") from None
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        raise ModelLoadError(f"{path}: cannot load the Keras model ({type(e).__name__}: {line})") from None
+    model = load_keras(path, "pass the model.keras edgekit train wrote")
     try:
         in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
     except (AttributeError, ValueError):
@@ -83,29 +72,27 @@ def load_keras_model(model_path: str | os.PathLike):
 def export_model(
     model_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    formats: Iterable[str] | str = ("tflite",),
-    quantizations: Iterable[str] | str | None = None,
-    data: str | os.PathLike | None = None,
-    calib_samples: int = DEFAULT_CALIB_SAMPLES,
-    opset: int = DEFAULT_OPSET,
+    options: ExportOptions | None = None,
     on_artifact: Callable[[Artifact], None] | None = None,
-    fold_bn: bool = True,
+    **fields,
 ) -> Manifest:
-    """Export ``model_path`` to every requested format x quantization in ``out_dir``; return the manifest written.
+    """Export ``model_path`` to every format x quantization ``options`` names, in ``out_dir``; return the manifest
+    written.
 
-    ``quantizations=None`` gives each format's defaults (tflite: none + int8, onnx: none; ``formats="all"``:
-    everything). ``data`` is the MNIST source for int8 calibration (training split only). ``on_artifact`` is
-    called with each artifact once it is produced (before the final rename), e.g. to print progress.
-    ``fold_bn``: export the targets the format table marks from the BN-folded rewrite (``fold.py``), proven
-    exact against the trained model before anything is written; False exports every target from the trained graph.
-    Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file behind.
+    ``options`` is an ``ExportOptions``; instead, its fields may be given as keywords (``formats``,
+    ``quantizations``, ``data``, ``calib_samples``, ``opset``, ``fold_bn``; see ``ExportOptions`` for each), not
+    both. ``on_artifact`` is called with each artifact once it is produced (before the final rename), e.g. to
+    print progress. Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file
+    behind.
     """
     from edgekit.export.calibration import load_representative
     from edgekit.runtime.files import sha256_file
 
-    targets = plan(formats, quantizations)
-    options = ExportOptions(calib_samples=calib_samples, opset=opset, data=None if data is None else str(data),
-                            fold_bn=fold_bn)
+    if options is None:
+        options = ExportOptions(**fields)
+    elif fields:
+        raise OptionsError(f"give export_model an ExportOptions or its fields as keywords, not both ({', '.join(fields)})")
+    targets = options.targets
     out_dir = Path(out_dir)
     model_path = Path(model_path)
     model = load_keras_model(model_path)
@@ -166,8 +153,7 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
             # TensorFlow says so deep inside a long op name: say it first, in the user's words.
             raise ExportError(f"{target} export failed: no space left on the disk of {staging.parent}; free some disk "
                               "space or pass --out to another disk; nothing was written") from None
-        line = text.strip().splitlines()[0][:300]
-        raise ExportError(f"{target} export failed ({type(e).__name__}: {line}); nothing was written") from None
+        raise ExportError(f"{target} export failed ({type(e).__name__}: {first_line(e, 300)}); nothing was written") from None
     seconds = time.perf_counter() - start
     meta = read_metadata(path)
     if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:

@@ -18,6 +18,7 @@ from edgekit.runtime.errors import OptionsError
 DEFAULT_CALIB_SAMPLES = 300
 MAX_CALIB_SAMPLES = 60000
 SEED = 0
+CALIB_BATCH = 50  # images per converter / ONNX Runtime call; the ranges are global min/max, so batching changes none
 
 
 def check_samples(n: int) -> int:
@@ -51,3 +52,8 @@ def load_representative(data, n: int = DEFAULT_CALIB_SAMPLES) -> np.ndarray:
     check_samples(n)
     mnist = load_mnist(data)
     return representative_images(mnist.x_train, mnist.y_train, n)
+
+
+def calibration_batches(images: np.ndarray):
+    """``images`` in batches of CALIB_BATCH, as both int8 exporters feed them to their calibrator."""
+    return (images[i:i + CALIB_BATCH] for i in range(0, len(images), CALIB_BATCH))

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.runtime.contract import IMAGE_SIZE, LABELS as LABELS_TEXT, NUM_CLASSES
-from edgekit.runtime.errors import DataError
+from edgekit.runtime.errors import DataError, first_line
+from edgekit.runtime.images import IMAGE_SUFFIXES
 from edgekit.runtime.files import sha256_file
 
 ENV_VAR = "EDGEKIT_DATA"
@@ -83,7 +84,7 @@ def _load_npz(path: Path) -> Mnist:
         with open(path, "rb") as f:
             magic = f.read(6)
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+        raise DataError(f"{path}: cannot read ({first_line(e)})") from None
     if not magic.startswith(b"PK"):  # np.load would call anything else pickled data
         what = "an empty file" if not magic else "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
         raise DataError(f"{path}: not a readable .npz ({what}); pass a Keras-layout mnist.npz or an IDX folder")
@@ -98,7 +99,7 @@ def _load_npz(path: Path) -> Mnist:
     except DataError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: not a readable .npz ({_reason(e)}); re-download or pass another --data") from None
+        raise DataError(f"{path}: not a readable .npz ({first_line(e)}); re-download or pass another --data") from None
     mnist = Mnist(**arrays, source=str(path), sha256=sha256_file(path))
     _check(mnist, path)
     return mnist
@@ -119,7 +120,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({_reason(e)})") from None
+        raise DataError(f"{path}: cannot read ({first_line(e)})") from None
     if len(raw) < 8:
         raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
     found = int.from_bytes(raw[:4], "big")
@@ -158,7 +159,7 @@ def _load_keras_cache() -> Mnist:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as e:  # network, cache or hash failure: all the same to the user
         raise DataError(
-            f"could not download MNIST through Keras ({_reason(e)}); pass --data PATH or set {ENV_VAR}"
+            f"could not download MNIST through Keras ({first_line(e)}); pass --data PATH or set {ENV_VAR}"
         ) from None
     mnist = Mnist(x_train, y_train, x_test, y_test, source="keras.datasets.mnist", sha256=None)
     _check(mnist, Path("keras.datasets.mnist"))
@@ -167,7 +168,6 @@ def _load_keras_cache() -> Mnist:
 
 # --- a folder of digits ------------------------------------------------------------------------------
 
-FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 HOLDOUT_FRACTION = 0.2  # of each digit's images, held out for validation
 HOLDOUT_SEED = 0  # fixed, so fine-tuning, training and validation all hold out the same images
 FOLDER_IGNORED = ("collect.json",)  # what `edgekit collect` writes beside the digit folders
@@ -217,12 +217,12 @@ def load_digit_folder(path: str | os.PathLike) -> DigitFolder:
         for f in sorted(c.iterdir()):
             if f.name.startswith(".") or f.is_dir():
                 continue
-            if f.suffix.lower() not in FOLDER_SUFFIXES:
-                raise DataError(f"{f}: not an image file ({', '.join(FOLDER_SUFFIXES)}); move it out of the class folder")
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{f}: not an image file ({', '.join(IMAGE_SUFFIXES)}); move it out of the class folder")
             try:
                 raw = np.fromfile(f, dtype=np.uint8)
             except OSError as e:
-                raise DataError(f"{f}: cannot read ({_reason(e)})") from None
+                raise DataError(f"{f}: cannot read ({first_line(e)})") from None
             img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
             if img is None:
                 raise DataError(f"{f}: not an image OpenCV can decode; delete it or collect it again")
@@ -289,7 +289,3 @@ def _check(m: Mnist, where: Path) -> None:
             raise DataError(f"{where}: y_{split} is {y.dtype}, expected integer labels 0-9")
         if y.min() < 0 or y.max() >= NUM_CLASSES:
             raise DataError(f"{where}: y_{split} has labels {int(y.min())}..{int(y.max())}, expected 0-9")
-
-
-def _reason(e: BaseException) -> str:
-    return (str(e) or type(e).__name__).splitlines()[0]

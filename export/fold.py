@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgekit.runtime import contract
-from edgekit.runtime.errors import ExportError
+from edgekit.runtime.errors import ExportError, first_line
 
 NAME = "bn_fold"  # how metadata and manifest name the rewrite
 TOLERANCE = 1e-5  # max |Δ probability| allowed between the rewritten and the original float model
@@ -200,8 +200,7 @@ def fold_and_prove(model, calibration: np.ndarray | None):
     except ExportError:
         raise
     except Exception as e:  # a model shape the rewrite did not foresee: say so, never half-export
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        raise ExportError(f"BN fold failed ({type(e).__name__}: {line}); pass --no-fold to export without it") from None
+        raise ExportError(f"BN fold failed ({type(e).__name__}: {first_line(e, 200)}); pass --no-fold to export without it") from None
     if report.applied:
         prove(model, rewritten, check_batch(calibration), report)
     return rewritten, report

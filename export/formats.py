@@ -83,6 +83,8 @@ def valid_pairs() -> list[str]:
     return [str(Target(f, q)) for f in FORMATS.values() for q in f.quantizations]
 
 
+DEFAULT_FORMATS = ("tflite",)  # what `edgekit export` and export_model produce when no format is named
+
 # Other spellings people type for a quantization (the file names say float32, so --quantize float32 works).
 ALIASES = {"float32": "none", "fp32": "none", "fp16": "float16", "dynamic-range": "dynamic", "full-int8": "int8"}
 
@@ -98,8 +100,9 @@ def _pick(value: str, choices: Sequence[str], option: str) -> str:
     raise OptionsError(f"unknown {option} '{value}'; {hint}valid: {', '.join(choices)}")
 
 
-def plan(formats: Iterable[str] | str = ("tflite",), quantizations: Iterable[str] | str | None = None) -> list[Target]:
-    """Check the options against the table and return the artifacts to produce, in table order.
+def plan(formats: Iterable[str] | str = DEFAULT_FORMATS, quantizations: Iterable[str] | str | None = None) -> list[Target]:
+    """Check the options against the table and return the artifacts to produce: formats in the order given
+    (table order for ``all``), each format's quantizations in table order.
 
     - ``formats``: names from the table, or ``all``.
     - ``quantizations``: None means each named format's defaults (``all`` means every quantization of every
@@ -107,15 +110,15 @@ def plan(formats: Iterable[str] | str = ("tflite",), quantizations: Iterable[str
       combination is refused with the list of valid ones; with ``all``, each quantization goes to the formats
       that accept it (and must be accepted by at least one).
     """
-    if isinstance(formats, str):
-        formats = [formats]
-    if isinstance(quantizations, str):
-        quantizations = [quantizations]
-    names = [_pick(f, [*FORMATS, ALL], "format") for f in formats] or ["tflite"]
+    # Read each argument once: a generator would be empty on a second pass (and the plan with it).
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    if quantizations is not None:
+        quantizations = [quantizations] if isinstance(quantizations, str) else list(quantizations)
+    names = [_pick(f, [*FORMATS, ALL], "format") for f in formats] or list(DEFAULT_FORMATS)
     everything = ALL in names
     chosen = list(FORMATS.values()) if everything else [FORMATS[n] for n in dict.fromkeys(names)]
     qs = None
-    if quantizations is not None and list(quantizations):
+    if quantizations:
         qs = [Quantization(_pick(q, [m.value for m in Quantization], "quantization")) for q in quantizations]
         qs = list(dict.fromkeys(qs))
 

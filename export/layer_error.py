@@ -145,12 +145,15 @@ def layer_reports(report, x_train: np.ndarray, y_train: np.ndarray, n: int = LAY
     """The per-layer table of every int8 TFLite artifact a ``ValidationReport`` covers, on ``n`` class-balanced
     training images (the calibration set's kind, never the test images the accuracy is measured on)."""
     from edgekit.export.calibration import representative_images
-    from edgekit.export.validate import load_reference
 
     int8 = [a for a in report.artifacts if a.format == "tflite" and a.quantization == "int8"]
     if not int8:
         return []
-    reference = load_reference(report.reference_path)
+    reference = report.model  # the Keras model validate loaded and measured; loaded again only for a report without it
+    if reference is None:
+        from edgekit.export.validate import load_reference
+
+        reference = load_reference(report.reference_path)
     images = representative_images(x_train, y_train, n)
     return [measure_layers(Path(report.export_dir) / a.name, reference, images) for a in int8]
 

@@ -1,4 +1,5 @@
-"""``manifest.json``: what an export folder holds, written atomically.
+"""``manifest.json``: what an export folder holds, written atomically, and read back (by export to merge, by
+validate to find what to measure: the one module that knows the format).
 
 Layout (the contract with validate and the runtime)::
 
@@ -19,6 +20,10 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from edgekit.export.formats import Quantization
+from edgekit.runtime.errors import ModelLoadError
+from edgekit.runtime.files import sha256_file, write_json
 
 MANIFEST_NAME = "manifest.json"
 
@@ -67,8 +72,6 @@ def read_manifest(folder: Path) -> Manifest | None:
 
 def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
     """``new`` plus the still-valid entries of ``old`` from the same source (see the module docstring)."""
-    from edgekit.runtime.files import sha256_file
-
     if old is None or old.source.get("sha256") != new.source.get("sha256"):
         return new
     produced = {a.file for a in new.artifacts}
@@ -83,28 +86,66 @@ def merge(new: Manifest, old: Manifest | None, folder: Path) -> Manifest:
     return Manifest(new.edgekit_version, new.source, sorted(new.artifacts + kept, key=lambda a: order[a.file]))
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    path = Path(path)
-    # os.urandom, what secrets.token_hex reads: `import secrets` loads OpenSSL (hmac), ~4 MB resident in every
-    # command, since the command line imports this package at start (docs/raspberry-pi.md, "Memory").
-    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open(path, "wb")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
     path = Path(folder) / MANIFEST_NAME
-    write_atomic(path, (json.dumps(manifest.to_dict(), indent=2) + "\n").encode("utf-8"))
+    write_json(path, manifest.to_dict())
+    return path
+
+
+# --- reading an export folder to validate it --------------------------------------------------------
+
+@dataclass(frozen=True)
+class ListedArtifact:
+    """An artifact as the export folder lists it, found on disk: what validating it needs."""
+
+    file: str
+    format: str
+    quantization: str
+    bytes: int
+    sha256: str | None
+
+
+def read_export_folder(export_dir: str | os.PathLike) -> tuple[dict, list[ListedArtifact]]:
+    """An export folder's manifest as a dict and its artifacts, each checked to be listed sensibly and present;
+    ModelLoadError (exit 2) when the folder cannot be validated. Only file, format and quantization are required of
+    an entry (a manifest edited by hand or from an older edgekit still validates); ``read_manifest`` is the
+    lenient reader export merges with."""
+    folder = Path(export_dir)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: no such folder; pass the folder `edgekit export --out` wrote")
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not found; {folder} is not an edgekit export folder (run `edgekit export` first)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path}: not valid JSON ({e}); re-run `edgekit export`") from None
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list) or not artifacts:
+        raise ModelLoadError(f"{path}: lists no artifacts; re-run `edgekit export`")
+    known = [q.value for q in Quantization]
+    entries = []
+    for i, item in enumerate(artifacts):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("file", "format", "quantization")):
+            raise ModelLoadError(f"{path}: artifact #{i + 1} lacks file, format or quantization; re-run `edgekit export`")
+        if Path(item["file"]).name != item["file"]:
+            raise ModelLoadError(f"{path}: artifact file {item['file']!r} is not a plain file name inside the folder")
+        if item["quantization"] not in known:
+            raise ModelLoadError(f"{path}: {item['file']} has quantization {item['quantization']!r}; known: {', '.join(known)}")
+        file = folder / item["file"]
+        if not file.is_file():
+            raise ModelLoadError(f"{file}: listed in {MANIFEST_NAME} but missing; re-run `edgekit export`")
+        entries.append(ListedArtifact(item["file"], item["format"], item["quantization"], file.stat().st_size, item.get("sha256")))
+    return manifest, entries
+
+
+def source_model_path(export_dir: str | os.PathLike, manifest: dict) -> Path:
+    """The .keras the manifest says the artifacts came from (absolute, or relative to the folder or cwd)."""
+    source = manifest.get("source") if isinstance(manifest, dict) else None
+    named = source.get("path") if isinstance(source, dict) else None
+    if not isinstance(named, str) or not named:
+        raise ModelLoadError(f"{Path(export_dir) / MANIFEST_NAME}: names no source model; pass --reference RUN/model.keras")
+    path = Path(named).expanduser()
+    if not path.is_absolute() and not path.exists() and (Path(export_dir) / path).exists():
+        path = Path(export_dir) / path
     return path

@@ -22,7 +22,6 @@ from edgekit.runtime import contract
 from edgekit.runtime.metadata import METADATA_KEY, edgekit_version
 
 SCHEMA = 1
-POLARITY = "white digit on black"
 
 
 def training_facts(model_path: str | os.PathLike) -> dict | None:
@@ -64,7 +63,7 @@ def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: lis
             "dtype": inp["dtype"],
             "scale": contract.PIXEL_SCALE,
             "offset": contract.PIXEL_OFFSET,
-            "polarity": POLARITY,
+            "polarity": contract.POLARITY,
             "quantization": inp["quantization"],  # the tensor's own (scale, zero_point) when it is int8
         },
         "output": {

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.export import metadata
+from edgekit.export.calibration import calibration_batches
 from edgekit.export.formats import Quantization
-from edgekit.export.manifest import write_atomic
 from edgekit.export.options import ExportContext
 from edgekit.runtime import contract
+from edgekit.runtime.files import write_atomic
 
 FORMAT = "onnx"
-CALIB_BATCH = 50  # calibration images per ONNX Runtime run (MinMax: global min/max)
 # The int8 scheme (module docstring: why 7-bit weights), as the metadata records it.
 INT8_SCHEME = {"format": "QDQ", "activations": "int8", "weights": "int8", "per_channel": True, "reduce_range": True,
                "weight_range": [-64, 64], "why": "no int16 saturation in x86-64 u8s8 kernels without VNNI"}
@@ -79,7 +79,7 @@ def quantize_int8(proto, images: np.ndarray, workdir: Path):
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._batches = iter(images[i:i + CALIB_BATCH] for i in range(0, len(images), CALIB_BATCH))
+            self._batches = calibration_batches(images)
 
         def get_next(self):
             batch = next(self._batches, None)

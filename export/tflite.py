@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.export import metadata
+from edgekit.export.calibration import calibration_batches
 from edgekit.export.formats import Quantization
-from edgekit.export.manifest import write_atomic
 from edgekit.export.options import ExportContext
 from edgekit.runtime import contract
+from edgekit.runtime.files import write_atomic
 
 FORMAT = "tflite"
-CALIB_BATCH = 50  # calibration images per converter call
 
 
 def saved_model(model, context: ExportContext) -> str:
@@ -68,8 +68,8 @@ def convert(model, quantization: Quantization, context: ExportContext) -> bytes:
         images = context.calibration
 
         def representative():  # batches: the ranges are global min/max, the same as one image at a time
-            for i in range(0, len(images), CALIB_BATCH):
-                yield [images[i:i + CALIB_BATCH]]
+            for batch in calibration_batches(images):
+                yield [batch]
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative

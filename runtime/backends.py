@@ -18,11 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgekit.runtime.errors import BackendMissingError, ModelLoadError, OptionsError
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e) or type(e).__name__).strip().splitlines()[0][:200]
+from edgekit.runtime.errors import BackendMissingError, ModelLoadError, OptionsError, first_line
 
 
 def _tflite_interpreter_class():
@@ -49,7 +45,7 @@ class TFLiteRunner:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ModelLoadError(f"{path}: LiteRT cannot load it ({_first_line(e)}); re-run `edgekit export`") from None
+            raise ModelLoadError(f"{path}: LiteRT cannot load it ({first_line(e, 200)}); re-run `edgekit export`") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(f"{path}: expected one input and one output tensor, found {len(inputs)} and {len(outputs)}")
@@ -135,7 +131,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
-            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({_first_line(e)}); re-run `edgekit export`") from None
+            raise ModelLoadError(f"{path}: ONNX Runtime cannot load it ({first_line(e, 200)}); re-run `edgekit export`") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")

@@ -26,7 +26,7 @@ import numpy as np
 from edgekit.runtime import contract
 from edgekit.runtime.bundled_model import MODEL_SUFFIXES
 from edgekit.runtime.classifier import Classifier
-from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
+from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError, first_line
 
 FRAME_SIZE = (640, 480)  # width, height: what the webcam loop asks a camera for
 WARMUP = 10  # calls per row before timing starts
@@ -105,7 +105,7 @@ def load_labelled(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except DataError:
         raise
     except Exception as e:  # zipfile, pickle and format errors all mean the same to the user
-        raise DataError(f"{path}: not a readable .npz ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DataError(f"{path}: not a readable .npz ({first_line(e)})") from None
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(x):
         raise DataError(f"{path}: x_test must be uint8 (N, 28, 28) with one label each, got {x.dtype} {x.shape} and {y.shape}")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:

@@ -28,9 +28,10 @@ import cv2
 import numpy as np
 
 from edgekit.runtime.classifier import NO_DIGIT, Classifier, Prediction
-from edgekit.runtime.errors import BackendMissingError, CameraError, DataError
+from edgekit.runtime.errors import BackendMissingError, CameraError, DataError, first_line
 from edgekit.runtime.images import image_size, max_pixels_from_env, too_large
 from edgekit.runtime.preprocess import Box, _to_uint8
+from edgekit.runtime.sources import SourceKind, source_kind
 
 READ_RETRIES = 5  # failed reads in a row before a live camera counts as lost
 RETRY_DELAY = 0.1  # seconds between those retries
@@ -57,19 +58,15 @@ class OpenCVSource:
     def __init__(self, spec: str, max_pixels: int | None = None):
         self.name = spec
         self.max_pixels = max_pixels_from_env() if max_pixels is None else max_pixels
-        is_url = "://" in spec
-        if spec.isdigit():
-            target, self.live = int(spec), True
+        kind = source_kind(spec)
+        target, self.live = (int(spec) if kind is SourceKind.INDEX else spec), kind.live
+        if kind is SourceKind.INDEX:
             if sys.platform.startswith("linux") and not Path(f"/dev/video{spec}").exists():
                 raise CameraError(f"cannot open camera {spec}: /dev/video{spec} does not exist; list cameras with `ls /dev/video*`")
-        elif spec.startswith("/dev/"):
-            target, self.live = spec, True
+        elif kind is SourceKind.DEVICE:
             if not Path(spec).exists():
                 raise CameraError(f"cannot open camera {spec}: no such device; list cameras with `ls /dev/video*`")
-        elif is_url:
-            target, self.live = spec, True
-        else:
-            target, self.live = spec, False
+        elif kind is SourceKind.FILE:
             if not Path(spec).is_file():
                 raise CameraError(f"cannot open video source {spec}: no such file, camera index, /dev/videoN or URL")
             _refuse_huge_image_file(spec, self.max_pixels)  # OpenCV would decode an image file while opening it
@@ -80,8 +77,9 @@ class OpenCVSource:
             self.capture.release()
             hint = (
                 "check that the camera is connected, not used by another program, and that you may read it (group video)"
-                if self.live and not is_url
-                else "check the address and that the stream is up" if is_url else "is it a video OpenCV can decode?"
+                if self.live and kind is not SourceKind.URL
+                else "check the address and that the stream is up" if kind is SourceKind.URL
+                else "is it a video OpenCV can decode?"
             )
             raise CameraError(f"cannot open video source {spec}: {hint}")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
@@ -125,7 +123,7 @@ class Picamera2Source:
             self.camera.configure(self.camera.create_video_configuration(main={"size": size, "format": "RGB888"}))
             self.camera.start()
         except Exception as e:  # libcamera reports a missing/busy camera with its own exception types
-            raise CameraError(f"cannot open the Pi camera through picamera2: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise CameraError(f"cannot open the Pi camera through picamera2: {first_line(e)}") from None
 
     def read(self) -> np.ndarray | None:
         try:
@@ -172,7 +170,7 @@ def open_source(spec: str | int, max_pixels: int | None = None) -> FrameSource:
     """A frame source from the ``--source`` text: 0, /dev/video0, a file, a URL or ``picamera2``; frames above
     ``max_pixels`` (default: ``$EDGEKIT_MAX_IMAGE_PIXELS``, else 64 MP) are refused."""
     spec = str(spec).strip()
-    if spec == "picamera2":
+    if source_kind(spec) is SourceKind.PICAMERA2:
         return Picamera2Source()
     if not spec:
         raise CameraError("--source is empty; give a camera index (0), /dev/videoN, a video file, a URL or picamera2")

@@ -22,7 +22,7 @@ import numpy as np
 from edgekit.runtime import contract
 from edgekit.runtime.backends import open_runner
 from edgekit.runtime.bundled_model import bundled_model_path
-from edgekit.runtime.errors import DataError
+from edgekit.runtime.errors import DataError, first_line
 from edgekit.runtime.metadata import read_metadata
 from edgekit.runtime.preprocess import Box, find_digits
 
@@ -52,7 +52,7 @@ def _float_input(x) -> np.ndarray:
     try:
         a = np.asarray(x)
     except ValueError as e:  # a ragged nested list
-        raise DataError(f"model input is not an array ({str(e).splitlines()[0]})") from None
+        raise DataError(f"model input is not an array ({first_line(e)})") from None
     if a.dtype.kind != "f":
         raise DataError(f"model input must be floats in [0, 1], got {a.dtype}; convert uint8 images with "
                         "edgekit.runtime.contract.to_model_input")
@@ -78,7 +78,7 @@ class Classifier:
         spec = self.metadata.get("input") or {}
         self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE))
         self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET))
-        self._invert = "black digit" in str(spec.get("polarity", "")).lower()
+        self._invert = contract.wants_inverted(spec.get("polarity"))
         self._item_shape = contract.INPUT_SHAPE
         self._run = self._runner.run
 
@@ -97,7 +97,7 @@ class Classifier:
                 "dtype": r.input_dtype.name,
                 "scale": contract.PIXEL_SCALE,
                 "offset": contract.PIXEL_OFFSET,
-                "polarity": "white digit on black",
+                "polarity": contract.POLARITY,
             },
             "output": {"name": r.output_name, "shape": [None, contract.NUM_CLASSES]},
         }

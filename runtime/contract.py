@@ -30,3 +30,14 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     if x.ndim != 4 or x.shape[1:] != INPUT_SHAPE:
         raise ValueError(f"expected images of shape (N, 28, 28[, 1]), got {np.asarray(images).shape}")
     return x.astype(np.float32) * np.float32(PIXEL_SCALE) + np.float32(PIXEL_OFFSET)
+
+
+# The ink's polarity, as a model's metadata states it ("input.polarity"): MNIST's, and the opposite one (a model
+# trained on dark ink on paper), for which the classifier inverts each crop. Any other text counts as MNIST's.
+POLARITY = "white digit on black"
+INVERTED_POLARITY = "black digit on white"
+
+
+def wants_inverted(polarity: object) -> bool:
+    """Whether a model whose metadata states ``polarity`` takes dark ink on a light ground."""
+    return str(polarity or "").strip().lower() == INVERTED_POLARITY

@@ -56,3 +56,14 @@ class BackendMissingError(EdgekitError):
 
     exit_code = EXIT_ENVIRONMENT
 
+
+
+def first_line(e: BaseException | str, limit: int | None = None) -> str:
+    """The first line of an error's message, for a one-line report (the type's name when the message is empty).
+
+    At most ``limit`` characters when given: a converter's message can be a page long on its first line too.
+    """
+    text = str(e).strip()
+    if not text:
+        text = type(e).__name__ if isinstance(e, BaseException) else ""
+    return text.splitlines()[0].strip()[:limit] if text else ""

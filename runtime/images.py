@@ -31,6 +31,9 @@ ENV_MAX_PIXELS = "EDGEKIT_MAX_IMAGE_PIXELS"
 # 0.22 GB, colour 0.42 GB; 8000 x 8000 colour PNG 0.52 GB.
 DEFAULT_MAX_PIXELS = 64_000_000
 REDUCTIONS = (2, 4, 8)  # what libjpeg can do while decoding (cv2.IMREAD_REDUCED_*)
+# The image files edgekit reads (predict, collect, a digit folder): what OpenCV decodes that a camera or scanner
+# writes. One list, so a folder `predict` reads is a folder `collect` and training read too.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp")
 
 
 def max_pixels_from_env() -> int:

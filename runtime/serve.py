@@ -8,8 +8,8 @@ header in one step, so the digit in the header is always the digit of the frame 
 beside a polled status showed one frame's picture under another frame's digit, the gap growing over Wi-Fi).
 ``/stream.mjpg`` (for VLC, ffplay, an ``<img>`` elsewhere) and ``/status.json`` (for scripts) stay.
 
-It serves exactly five paths — ``/`` (the page), ``/frames.js`` (its script), ``/frame.jpg``, ``/stream.mjpg`` and
-``/status.json`` — and 404 for anything else, so nothing on the device's disk is reachable through it. A caller
+It serves five GET paths — ``/`` (the page, also as ``/index.html``), ``/frames.js`` (its script), ``/frame.jpg``,
+``/stream.mjpg`` and ``/status.json`` — and 404 for anything else, so nothing on the device's disk is reachable through it. A caller
 may add POST paths (``edgekit collect --serve`` adds ``/label``, see ``Actions``): they take a small JSON object
 and answer one. It binds to 127.0.0.1 unless the caller names another host.
 
@@ -30,6 +30,9 @@ its headers longest makes room), and streams and the page's ``/frame.jpg`` polls
 viewers never make the page "busy". Every refusal is a status and one JSON line
 ``{"error": "..."}``; a client that resets or stops reading ends only its own thread, and at most one line a
 minute says so on stderr, never a traceback.
+
+Why one module of ~700 lines: it is one security boundary (who may ask, what they may ask for, how long they may
+hold a connection), and it reads better whole than spread over files a reviewer would have to hold side by side.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from edgekit.runtime.errors import CameraError, OptionsError
+from edgekit.runtime.errors import CameraError, OptionsError, first_line
 
 BOUNDARY = "edgekitframe"
 PAGE = Path(__file__).with_name("page.html")
@@ -492,7 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             code, answer = action(body)
         except Exception as e:  # noqa: BLE001 - a failure is one line to the page, never a traceback
-            code, answer = 500, {"error": (str(e) or type(e).__name__).strip().splitlines()[0][:300]}
+            code, answer = 500, {"error": first_line(e, 300)}
         self._answer(code, answer)
 
     def _frame(self) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgekit.runtime.preprocess import find_digits
 from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
-from edgekit.toolkit.synthetic import Look, _glyph, box_iou, glyph_frame
+from edgekit.toolkit.synthetic import Look, box_iou, glyph_frame, scaled_glyph
 
 CHUNK = 500  # crops drawn from one seeded generator
 FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
@@ -103,7 +103,7 @@ def mnist_glyph(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         line = skeleton(big)
         if line.any():
             return shape_glyph(pen(line, float(rng.uniform(*MNIST_PEN))), rng, height * 20 / 28, rotation=12.0)
-    glyph = _glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
+    glyph = scaled_glyph(elastic(digit, rng), height, rng.uniform(-12, 12))
     ink_height = height * 20 / 28
     # MNIST's own stroke is ~10-15 % of the height: change it by -6 % (thin) to +12 % (bold) of the height.
     change = rng.uniform(-0.06, 0.12) * ink_height

@@ -1,17 +1,16 @@
-"""`edgekit benchmark`; registered on the app by edgekit.toolkit.cli. The measuring is ``edgekit.runtime.benchmark``
+"""`edgekit benchmark`; registered on the app (cli_app) when edgekit.toolkit.cli imports it. The measuring is ``edgekit.runtime.benchmark``
 (runtime only: it runs on the Pi as installed, without TensorFlow)."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from edgekit.toolkit.cli import command
+from edgekit.runtime.files import write_json
+from edgekit.toolkit.cli_app import command
 
 
 @command("benchmark")
@@ -36,11 +35,11 @@ def benchmark(
     p50/p95, FPS and peak memory for every model x thread count, then one recommended pair."""
     from edgekit.runtime.benchmark import BenchmarkOptions, format_table, model_files, parse_threads
     from edgekit.runtime.benchmark import benchmark as measure
-    from edgekit.toolkit.cli_runtime import _model_or_bundled, _quiet_opencv
+    from edgekit.toolkit.cli_options import model_or_bundled, quiet_opencv
 
     options = BenchmarkOptions(threads=parse_threads(threads), frames=frames, tolerance=tolerance)
-    files = model_files(models) if models else [_model_or_bundled(None)]
-    _quiet_opencv()
+    files = model_files(models) if models else [model_or_bundled(None)]
+    quiet_opencv()
     live = sys.stderr.isatty()
 
     def progress(text: str) -> None:
@@ -56,6 +55,4 @@ def benchmark(
     typer.echo(format_table(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(json_out.name + ".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        os.replace(tmp, json_out)
+        write_json(json_out, report.to_dict())

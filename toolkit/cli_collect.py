@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -16,13 +15,18 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_TERMINATED, EdgekitError, OptionsError
-from edgekit.toolkit.cli import command, fail
-from edgekit.toolkit.cli_runtime import ALLOW_HOST, IMAGE_SUFFIXES, TOKEN, _quiet_opencv, _roi, announce_token, serve_address, start_server
+from edgekit.runtime.images import IMAGE_SUFFIXES
+from edgekit.runtime.sources import SourceKind, source_kind
+from edgekit.toolkit.cli_app import command, fail
+from edgekit.toolkit.cli_options import (
+    ALLOW_HOST, ROI, TOKEN, announce_token, check_max_pixels, has_display, parse_roi_option, quiet_opencv,
+    serve_address, start_server,
+)
 
 
 def _is_image_source(spec: str) -> bool:
     p = Path(spec)
-    return p.is_dir() or (p.suffix.lower() in IMAGE_SUFFIXES and not spec.isdigit())
+    return p.is_dir() or (p.suffix.lower() in IMAGE_SUFFIXES and source_kind(spec) is SourceKind.FILE)
 
 
 def _image_files(spec: str) -> list[Path]:
@@ -33,11 +37,7 @@ def _image_files(spec: str) -> list[Path]:
 
 
 def _is_camera(spec: str) -> bool:
-    return spec.isdigit() or spec.startswith("/dev/") or spec == "picamera2" or "://" in spec
-
-
-def _has_display() -> bool:
-    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return source_kind(spec).live
 
 
 @command("collect")
@@ -47,7 +47,7 @@ def collect(
     label: Annotated[Optional[str], typer.Option("--label", help="Save every crop as this digit (headless: a video or images of one digit).")] = None,
     labels_from_names: Annotated[bool, typer.Option("--labels-from-names", help="The label is the last _-separated part of each file's name (0042_7.jpg -> 7).")] = False,
     max_crops: Annotated[Optional[int], typer.Option("--max", help="Stop after saving this many crops.")] = None,
-    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    roi: Annotated[Optional[str], ROI] = None,
     max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image or frame to accept, in pixels (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000).")] = None,
     serve: Annotated[Optional[str], typer.Option("--serve", metavar="HOST:PORT", help="Label on a web page instead of a window (a Pi without a screen): the crop, and buttons 0-9 that save it. Host 127.0.0.1 unless given.")] = None,
     allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
@@ -65,9 +65,8 @@ def collect(
         raise OptionsError("give --label D or --labels-from-names, not both")
     if max_crops is not None and max_crops < 1:
         raise OptionsError(f"--max must be at least 1, got {max_crops}")
-    if max_pixels is not None and max_pixels < 1:
-        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
-    box = _roi(roi)
+    check_max_pixels(max_pixels)
+    box = parse_roi_option(roi)
     kinds = [(s, _is_image_source(s)) for s in sources]
     interactive = digit is None and not labels_from_names
     address = serve_address(serve, allow_host, token)
@@ -77,7 +76,7 @@ def collect(
         images = [s for s, is_image in kinds if is_image]
         if images:
             raise OptionsError(f"{images[0]}: images need --label D or --labels-from-names (keys and the page label only a camera or video)")
-        if address is None and not _has_display():
+        if address is None and not has_display():
             raise OptionsError("no display for the labelling window; use --serve 127.0.0.1:8080 to label on a web page, "
                                "--label D (every crop is that digit), or run where a window can open")
     if labels_from_names:
@@ -87,7 +86,7 @@ def collect(
 
     from edgekit.runtime.camera import open_source
 
-    _quiet_opencv()
+    quiet_opencv()
     store = rc.DigitStore(out, roi=box, max_crops=max_crops)
     worst = EXIT_OK
 
@@ -114,7 +113,7 @@ def collect(
             if is_image:
                 files = _image_files(spec)
                 if not files:
-                    report(spec, "folder holds no images (.png, .jpg, .bmp, .pgm, .tif, .webp)")
+                    report(spec, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
                     continue
                 rc.collect_images(files, store, label=digit, label_of=rc.label_from_name if labels_from_names else None,
                                   on_error=report, max_pixels=max_pixels)

@@ -1,4 +1,4 @@
-"""`edgekit export` command(s); registered on the app by edgekit.toolkit.cli."""
+"""`edgekit export` command(s); registered on the app (cli_app) when edgekit.toolkit.cli imports it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
+from edgekit.export.formats import DEFAULT_FORMATS
 from edgekit.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
 
 DEFAULT_MODEL = Path("runs/mnist/model.keras")
 
@@ -32,7 +33,7 @@ def export(
     model: Annotated[Path, typer.Option("--model", "-m", metavar="PATH", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
     format: Annotated[
         List[str], typer.Option("--format", "-f", metavar="FORMAT", help="tflite, onnx or all; repeat or comma-separate for several.")
-    ] = ["tflite"],
+    ] = list(DEFAULT_FORMATS),
     quantize: Annotated[
         Optional[List[str]],
         typer.Option(
@@ -57,12 +58,12 @@ def export(
     ] = True,
 ) -> None:
     """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
-    from edgekit.export.formats import plan
     from edgekit.export.options import ExportOptions
 
     # Every option is checked against the format table before anything heavy is imported or loaded.
-    targets = plan(_split(format) or ["tflite"], _split(quantize))
-    ExportOptions(calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold)
+    options = ExportOptions(formats=_split(format) or DEFAULT_FORMATS, quantizations=_split(quantize),
+                            calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold)
+    targets = options.targets
     out_dir = out if out is not None else model.parent / "export"
     typer.echo(f"edgekit export: {model} -> {out_dir}/ ({', '.join(str(t) for t in targets)})")
 
@@ -75,9 +76,6 @@ def export(
 
     with warnings.catch_warnings():  # the converters' UserWarnings are not the user's business here
         warnings.simplefilter("ignore")
-        manifest = export_model(
-            model, out_dir, formats=_split(format) or ["tflite"], quantizations=_split(quantize), data=data,
-            calib_samples=calib_samples, opset=opset, on_artifact=progress, fold_bn=fold,
-        )
+        manifest = export_model(model, out_dir, options, on_artifact=progress)
     total = sum(a.export_seconds for a in manifest.artifacts if a.file in {t.file for t in targets})
     typer.echo(f"wrote {len(targets)} artifact(s) in {total:.1f} s; manifest: {out_dir / 'manifest.json'}")

@@ -1,4 +1,4 @@
-"""`edgekit predict` and `edgekit webcam`; registered on the app by edgekit.toolkit.cli.
+"""`edgekit predict`, `edgekit webcam` and `edgekit info`; registered on the app (cli_app) when edgekit.toolkit.cli imports it.
 
 Both run an exported model through ``edgekit.runtime`` (LiteRT or ONNX Runtime, never TensorFlow); the
 runtime and OpenCV are imported inside the commands so `edgekit --help` stays fast.
@@ -9,28 +9,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError
-from edgekit.toolkit.cli import command
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp"}
-
-
-def _roi(text: Optional[str]):
-    if text is None:
-        return None
-    from edgekit.runtime.preprocess import parse_roi
-
-    try:
-        return parse_roi(text)
-    except ValueError as e:
-        raise OptionsError(str(e)) from None
-
+from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, OptionsError, first_line
+from edgekit.runtime.images import IMAGE_SUFFIXES
+from edgekit.toolkit.cli_app import command
+from edgekit.toolkit.cli_options import (
+    ALLOW_HOST, EXPORTED_MODEL, ROI, THREADS, TOKEN, announce_token, check_max_pixels, has_display, model_or_bundled,
+    parse_roi_option, quiet_opencv, serve_address, start_server,
+)
 
 def _images(paths: List[Path]) -> list[Path]:
     """Files as given; folders expanded to their image files (sorted, not recursive)."""
@@ -44,15 +34,6 @@ def _images(paths: List[Path]) -> list[Path]:
     return out
 
 
-def _quiet_opencv() -> None:
-    """OpenCV's and FFmpeg's own messages (a truncated PNG, a camera probe, "Stream ends prematurely") would be
-    extra lines beside edgekit's one-line errors."""
-    import cv2
-
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg is first used
-
-
 def _in_file_pixels(prediction, factor: int):
     """A prediction on an image decoded reduced by ``factor``, with its box in the file's own pixels."""
     from dataclasses import replace
@@ -60,26 +41,6 @@ def _in_file_pixels(prediction, factor: int):
     if factor == 1 or prediction.box is None:
         return prediction
     return replace(prediction, box=tuple(v * factor for v in prediction.box))
-
-
-def _model_or_bundled(model: Optional[Path]) -> Path:
-    """``model`` as given, or the model bundled with edgekit, announced in one line on stderr."""
-    if model is not None:
-        return model
-    from edgekit.runtime.bundled_model import bundled_model_path, validation
-    from edgekit.runtime.metadata import read_metadata
-
-    path = bundled_model_path()
-    meta = read_metadata(path) or {}
-    training = meta.get("training") or {}
-    what = ", ".join(filter(None, [
-        f"{training['recipe']} recipe" if training.get("recipe") else None,
-        f"{meta.get('quantization', '?')} {meta.get('format', 'tflite')}",
-    ]))
-    measured = validation()
-    accuracy = f", {measured['accuracy']:.2f} % on the {measured['images']:,} MNIST test images" if measured else ""
-    typer.echo(f"edgekit: no model given, using the bundled one ({what}{accuracy}): {path}", err=True)
-    return path
 
 
 @command("predict")
@@ -90,11 +51,11 @@ def predict(
                        help="Image files and/or folders, after an optional exported model (a first argument ending in "
                             ".tflite or .onnx); without one, the model bundled with edgekit reads them."),
     ],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], EXPORTED_MODEL] = None,
     json_lines: Annotated[bool, typer.Option("--json", help='JSON lines: {"path", "digit", "confidence", "box"}.')] = False,
     multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
-    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
+    roi: Annotated[Optional[str], ROI] = None,
+    threads: Annotated[Optional[int], THREADS] = None,
     max_pixels: Annotated[
         Optional[int],
         typer.Option("--max-pixels", help="Largest image to decode, in pixels; a larger JPEG is decoded reduced, "
@@ -113,16 +74,15 @@ def predict(
         model, images = images[0], images[1:]
     if not images:
         raise OptionsError("no images to read; usage: edgekit predict [MODEL] IMAGE... (files or folders)")
-    box = _roi(roi)
-    model = _model_or_bundled(model)
+    box = parse_roi_option(roi)
+    model = model_or_bundled(model)
 
     from edgekit.runtime import Classifier
     from edgekit.runtime.images import max_pixels_from_env, read_image
 
-    if max_pixels is not None and max_pixels < 1:
-        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
+    check_max_pixels(max_pixels)
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
-    _quiet_opencv()
+    quiet_opencv()
     clf = Classifier(model, threads=threads)
     failed = 0
     for path in _images(images):
@@ -135,7 +95,7 @@ def predict(
             result = [_in_file_pixels(p, factor) for p in result] if multi else _in_file_pixels(result, factor)
         except (ValueError, EdgekitError) as e:  # unreadable file, bad frame or ROI: report it, go on
             failed += 1
-            line = str(e).splitlines()[0]
+            line = first_line(e)
             if json_lines:
                 typer.echo(json.dumps({"path": str(path), "digit": None, "confidence": 0.0, "box": None, "error": line}))
             typer.echo(f"edgekit: error: {path}: {line}", err=True)
@@ -172,47 +132,9 @@ def _union(boxes: list) -> list | None:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-# --serve's companions, shared by `webcam` and `collect` (docs/runtime.md, "Who may use the page").
-ALLOW_HOST = typer.Option(
-    "--allow-host", metavar="NAME[:PORT]",
-    help="With --serve: another name the page may be opened by (repeatable): a DNS name of this machine, or "
-         "localhost:9000 for an SSH tunnel on another port. Its own addresses, localhost, NAME and NAME.local always may.")
-TOKEN = typer.Option(
-    "--token/--no-token",
-    help="With --serve: ask every request for an access token, printed once in the URL at start (the first page "
-         "load keeps it in a cookie). Default: on when HOST is not loopback ($EDGEKIT_SERVE_TOKEN fixes its value).",
-    show_default=False)
-
-
-def serve_address(serve: Optional[str], allow_host: Optional[List[str]], token: Optional[bool]):
-    """``--serve``'s (host, port), or None; its companions refused without it."""
-    if serve is None:
-        if allow_host or token is not None:
-            raise OptionsError(f"{'--allow-host' if allow_host else '--token/--no-token'} goes with --serve HOST:PORT")
-        return None
-    from edgekit.runtime.serve import HostPolicy, parse_address
-
-    address = parse_address(serve)
-    HostPolicy.for_server(address[0], address[1], allow_host or ())  # a bad --allow-host: one line, before anything opens
-    return address
-
-
-def start_server(server_class, address, allow_host: Optional[List[str]], token: Optional[bool], **kwargs):
-    """The web view on ``address`` with the Host policy's extra names and, when wanted, an access token."""
-    from edgekit.runtime.serve import new_token, wants_token
-
-    value = (os.environ.get("EDGEKIT_SERVE_TOKEN") or new_token()) if wants_token(address[0], token) else None
-    return server_class(*address, allow_hosts=allow_host or (), token=value, **kwargs).start()
-
-
-def announce_token(server) -> None:
-    if server.httpd.token:
-        typer.echo("edgekit: open that URL as printed: it holds the page's access token (--no-token: none)", err=True)
-
-
 @command("webcam")
 def webcam(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], EXPORTED_MODEL] = None,
     source: Annotated[
         str, typer.Option("--source", "-s", help="Camera index (0), /dev/videoN, a video file, a stream URL, or picamera2.")
     ] = "0",
@@ -227,8 +149,8 @@ def webcam(
     allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
     token: Annotated[Optional[bool], TOKEN] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (default: the backend's).")] = None,
-    roi: Annotated[Optional[str], typer.Option("--roi", help="Only look inside x,y,w,h (pixels).")] = None,
+    threads: Annotated[Optional[int], THREADS] = None,
+    roi: Annotated[Optional[str], ROI] = None,
     max_pixels: Annotated[
         Optional[int],
         typer.Option("--max-pixels", help="Largest frame to accept, in pixels; a source announcing more is refused "
@@ -238,24 +160,22 @@ def webcam(
     """Read digits from a camera live: a window (q or Esc quits), JSON lines (--headless) or a web page (--serve)."""
     if max_frames is not None and max_frames < 1:
         raise OptionsError(f"--max-frames must be at least 1, got {max_frames}")
-    if max_pixels is not None and max_pixels < 1:
-        raise OptionsError(f"--max-pixels must be at least 1, got {max_pixels}")
-    box = _roi(roi)
+    check_max_pixels(max_pixels)
+    box = parse_roi_option(roi)
     window = not headless and serve is None
-    if window and sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if window and not has_display():
         raise OptionsError("no display to open a window on; use --headless for JSON lines or --serve 127.0.0.1:8080 for a web page")
     address = serve_address(serve, allow_host, token)
 
-    import cv2
-
     from edgekit.runtime import Classifier
-    from edgekit.runtime.camera import annotate, open_source, run_loop
+    from edgekit.runtime.camera import open_source, run_loop
+    from edgekit.runtime.live_view import LiveView, Pacer
 
-    _quiet_opencv()
+    quiet_opencv()
     if window:  # OpenCV's Qt looks for fonts inside the wheel and warns on every frame when they are not there
         os.environ.setdefault("QT_LOGGING_RULES", "default.warning=false")
 
-    clf = Classifier(_model_or_bundled(model), threads=threads)
+    clf = Classifier(model_or_bundled(model), threads=threads)
     server = None
     if address is not None:
         from edgekit.runtime.serve import StreamServer
@@ -264,45 +184,15 @@ def webcam(
         typer.echo(f"edgekit: serving the camera on {server.url} (Ctrl-C stops)", err=True)
         announce_token(server)
     stream = open_source(source, max_pixels)  # after the model and the server, so a failure there never holds the camera
-    out = sys.stdout
-
     # A video file shown in a window or served plays at its own frame rate; headless runs flat out.
-    pace = 0.0 if headless and server is None else 1.0 / stream.fps if getattr(stream, "fps", 0) and not stream.live else 0.0
-    next_at = [time.monotonic()]
-
-    def on_result(result) -> bool:
-        if pace:
-            next_at[0] += pace
-            delay = next_at[0] - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        if headless:
-            out.write(json.dumps(result.to_dict()) + "\n")
-            out.flush()
-        if server is not None or window:
-            img = annotate(result, box)
-            if server is not None:
-                ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    server.hub.publish(jpeg.tobytes(), result.to_dict())
-            if window:
-                if result.index == 0:  # a plain window: no Qt toolbar, sized to the frame
-                    cv2.namedWindow("edgekit webcam", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-                cv2.imshow("edgekit webcam", img)
-                key = cv2.waitKey(1) & 0xFF
-                if key in (ord("q"), 27):
-                    return True
-                if cv2.getWindowProperty("edgekit webcam", cv2.WND_PROP_VISIBLE) < 1:
-                    return True
-        return False
-
+    view = LiveView(Pacer(stream, watched=not headless or server is not None), json_out=sys.stdout if headless else None,
+                    hub=server.hub if server is not None else None, window=window, roi=box)
     try:
-        end = run_loop(stream, clf, on_result, roi=box, max_frames=max_frames)
+        end = run_loop(stream, clf, view, roi=box, max_frames=max_frames)
     finally:
         if server is not None:
             server.stop()
-        if window:
-            cv2.destroyAllWindows()
+        view.close()
     dropped = f" ({end.dropped} camera frames dropped for newer ones)" if end.dropped else ""
     typer.echo(f"edgekit: {end.frames} frames from {stream.name}{dropped}; {end.reason or 'done'}", err=True)
 

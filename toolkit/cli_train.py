@@ -1,4 +1,4 @@
-"""`edgekit train` command(s); registered on the app by edgekit.toolkit.cli."""
+"""`edgekit train` command(s); registered on the app (cli_app) when edgekit.toolkit.cli imports it."""
 
 from __future__ import annotations
 
@@ -12,32 +12,20 @@ from typing import Annotated, Optional
 import typer
 
 from edgekit.runtime.errors import OptionsError
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
+from edgekit.toolkit.precision import PRECISIONS
+from edgekit.toolkit.recipes import OPTIMIZERS, RECIPES, SCHEDULES
 
 
-class RecipeName(str, enum.Enum):
-    seed = "seed"
-    default = "default"
-    full = "full"
-    camera = "camera"
+def _choices(name: str, values) -> type[enum.Enum]:
+    """A Typer choice (a ``str`` enum) made from one of the library's lists, so the names live in one place."""
+    return enum.Enum(name, {v: v for v in values}, type=str)
 
 
-class OptimizerName(str, enum.Enum):
-    rmsprop = "rmsprop"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class PrecisionName(str, enum.Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-
-
-class ScheduleName(str, enum.Enum):
-    plateau = "plateau"
-    onecycle = "onecycle"
-    constant = "constant"
+RecipeName = _choices("RecipeName", RECIPES)
+OptimizerName = _choices("OptimizerName", OPTIMIZERS)
+PrecisionName = _choices("PrecisionName", PRECISIONS)
+ScheduleName = _choices("ScheduleName", SCHEDULES)
 
 
 _RECIPE_HELP = "seed: the notebook's (RMSprop, plateau annealer); default: same time as one seed epoch, ≥99 %; full: the best model on MNIST (augmented, several epochs); camera: the full recipe with a quarter of each batch cut from camera-like frames by the runtime (bold and thin strokes, print, light on dark) — for webcams."
@@ -48,7 +36,7 @@ def train(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="Keras-layout mnist.npz, a folder of the four IDX files, or a digit folder DIR/<digit>/*.png (default: $EDGEKIT_DATA, then Keras' download).")] = None,
     out: Annotated[Path, typer.Option(help="Run folder for model.keras, metrics.json, history.json, curves.png, confusion.png and the checkpoint.")] = Path("runs/mnist"),
-    recipe: Annotated[RecipeName, typer.Option(help=_RECIPE_HELP)] = RecipeName.default,
+    recipe: Annotated[RecipeName, typer.Option(help=_RECIPE_HELP)] = RecipeName("default"),
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the training images; a fraction ends the last epoch early (1.7) [recipe's].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step [recipe's].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Starting (plateau/constant) or peak (onecycle) learning rate [recipe's].")] = None,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from edgekit.export.validate import Thresholds
+from edgekit.export.parity import Thresholds
+from edgekit.export.validate import ValidateOptions
 from edgekit.runtime.errors import OptionsError
-from edgekit.toolkit.cli import command
+from edgekit.toolkit.cli_app import command
 
 _DEFAULT = Thresholds()
 
@@ -42,20 +44,17 @@ def validate_command(
         float_max_abs_diff=max_abs_diff, float_min_agreement=float_agreement,
         float16_min_agreement=float16_agreement, quantized_max_drop=max_drop,
     )
+    options = ValidateOptions(reference=reference, limit=limit, thresholds=thresholds, batch_size=batch_size,
+                              latency_runs=latency_runs, threads=threads)
     for option, path in (("--json", json_path), ("--html", html_path)):
         if path is not None and not path.parent.is_dir():
             raise OptionsError(f"{option} {path}: the folder {path.parent} does not exist; create it or pick another path")
-    if threads is not None and threads < 1:
-        raise OptionsError(f"--threads must be at least 1, got {threads}")
 
     from edgekit.export.validate import validate
     from edgekit.toolkit.data import load_mnist
 
-    mnist = load_mnist(data)
-    report = validate(
-        export_dir, reference=reference, data=mnist, limit=limit, thresholds=thresholds, batch_size=batch_size,
-        latency_runs=latency_runs, threads=threads, on_progress=_Progress(), raise_on_failure=False,
-    )
+    mnist = load_mnist(data)  # here, not in validate: --layers and the HTML report read it too
+    report = validate(export_dir, dataclasses.replace(options, data=mnist), on_progress=_Progress(), raise_on_failure=False)
     typer.echo(report.table())
     if layers:
         from edgekit.export.layer_error import format_layers, layer_reports

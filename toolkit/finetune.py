@@ -31,12 +31,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.runtime.contract import NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
+from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
-from edgekit.toolkit.train import (
-    CHECKPOINT_STATE, CONFUSION_FILE, CURVES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RunResult,
-    TrainingInterrupted, _save_model, _write_json, augment_batch,
-)
+from edgekit.toolkit.run_folder import MODEL_FILE, environment, holds_a_run, test_metrics, write_run
+from edgekit.toolkit.train import RunResult, TrainingInterrupted, augment_batch
 
 STEPS_PER_EPOCH = 50  # steps between the history's points (held-out accuracy, curves.png)
 WARMUP = 0.1  # of the steps, spent raising the learning rate from learning_rate/25
@@ -117,15 +115,11 @@ def check_seed_network(model, path: Path) -> None:
 
 
 def _load_model(path: Path):
-    import keras
+    from edgekit.export.keras_model import load_keras
 
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file; pass --finetune RUN/model.keras (train one with edgekit train)")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # a damaged or foreign file: the user's, said in one line
-        line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-        raise ModelLoadError(f"{path}: cannot load it as a Keras model ({line}); pass the model.keras edgekit train wrote") from None
+    model = load_keras(path, "pass --finetune with the model.keras edgekit train wrote")
     check_seed_network(model, path)
     return model
 
@@ -145,7 +139,7 @@ def finetune(
     say = log or (lambda _msg: None)
     options.check()
     out = Path(options.out)
-    if out.exists() and any((out / f).exists() for f in (MODEL_FILE, CHECKPOINT_STATE)):
+    if holds_a_run(out):
         raise OptionsError(f"{out} already holds a run; choose another --out")
     if Path(options.model).resolve().parent == out.resolve():
         raise OptionsError(f"--out {out} is the folder of the model being fine-tuned; choose another --out")
@@ -225,12 +219,42 @@ def finetune(
     if unblended is not None:
         say(f"fine-tuned weights: MNIST test {unblended['mnist_test_accuracy']:.2%}, held-out "
             f"{unblended['held_out_accuracy']:.2%}; saved {options.blend:g} of the way from the starting weights to them")
-    metrics = _metrics(keras, options, mnist, user, probabilities, y_test, held_p, yh, history, timer,
-                       before_mnist, before_held, after_mnist, after_held, len(yu))
-    metrics["finetune"]["blend"] = options.blend
-    metrics["finetune"]["unblended"] = unblended
+    from edgekit.toolkit.plots import confusion_matrix
+
+    metrics = {
+        "test": test_metrics(probabilities, y_test),
+        "finetune": {
+            "from_model": str(options.model),
+            "mnist_test_accuracy": {"before": before_mnist, "after": after_mnist},
+            "held_out_accuracy": {"before": before_held, "after": after_held},
+            "held_out_images": int(len(yh)),
+            "held_out_confusion_matrix": confusion_matrix(yh, held_p.argmax(axis=1)).tolist(),
+            "user_train_images": int(len(yu)),
+            "extra": {"source": user.source, "sha256": user.sha256, "images": int(len(user.y)),
+                      "per_digit": {d: int(np.sum(user.y == int(d))) for d in LABELS}},
+            "steps": timer.steps,
+            "budget_stopped_at_step": timer.stopped_at,
+            "cpu_seconds": round(timer.cpu_seconds, 2),
+            "blend": options.blend,
+            "unblended": unblended,
+        },
+        "validation": {k: history[k][-1] for k in ("val_accuracy", "val_loss") if history.get(k)},
+        "epochs": len(history.get("loss", [])),
+        "train_images": int(len(yu)),
+        "train_seconds": round(timer.train_seconds, 2),
+        "seconds_per_epoch": history.get("seconds", []),
+        "seed": options.seed,
+        "data": {"source": mnist.source, "sha256": mnist.sha256},
+        "recipe": {"name": "finetune", "steps": options.steps, "batch_size": options.batch_size,
+                   "extra_fraction": options.extra_fraction, "optimizer": "adam", "schedule": "cosine",
+                   "learning_rate": options.learning_rate, "label_smoothing": options.label_smoothing, "blend": options.blend,
+                   "augment": options.augment},
+        "options": options.to_json(),
+        **environment(keras),
+    }
     out.mkdir(parents=True, exist_ok=True)
-    _finish(model, out, history, metrics)
+    write_run(model, out, history, metrics, curves_title="fine-tuned on your digits (validation: held-out digits)",
+              confusion_title=f"MNIST test set: {metrics['test']['accuracy']:.2%} accurate")
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
 
 
@@ -300,67 +324,3 @@ def _Timer(keras, max_seconds: float | None):
             self.cpu_seconds = time.process_time() - self._c0
 
     return Timer()
-
-
-def _metrics(keras, options, mnist, user, probabilities, y_test, held_p, yh, history, timer,
-             before_mnist, before_held, after_mnist, after_held, n_user_train) -> dict:
-    import os
-    import platform
-
-    import tensorflow as tf
-
-    from edgekit.runtime.contract import LABELS
-    from edgekit.toolkit.plots import confusion_matrix, per_class_accuracy
-
-    predicted = probabilities.argmax(axis=1)
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y_test)), y_test], 1e-7, 1.0))))
-    matrix = confusion_matrix(y_test, predicted)
-    held_matrix = confusion_matrix(yh, held_p.argmax(axis=1))
-    return {
-        "test": {
-            "accuracy": after_mnist,
-            "loss": loss,
-            "images": int(len(y_test)),
-            "per_class_accuracy": dict(zip(LABELS, per_class_accuracy(matrix))),
-            "confusion_matrix": matrix.tolist(),
-        },
-        "finetune": {
-            "from_model": str(options.model),
-            "mnist_test_accuracy": {"before": before_mnist, "after": after_mnist},
-            "held_out_accuracy": {"before": before_held, "after": after_held},
-            "held_out_images": int(len(yh)),
-            "held_out_confusion_matrix": held_matrix.tolist(),
-            "user_train_images": int(n_user_train),
-            "extra": {"source": user.source, "sha256": user.sha256, "images": int(len(user.y)),
-                      "per_digit": {d: int(np.sum(user.y == int(d))) for d in LABELS}},
-            "steps": timer.steps,
-            "budget_stopped_at_step": timer.stopped_at,
-            "cpu_seconds": round(timer.cpu_seconds, 2),
-        },
-        "validation": {k: history[k][-1] for k in ("val_accuracy", "val_loss") if history.get(k)},
-        "epochs": len(history.get("loss", [])),
-        "train_images": int(n_user_train),
-        "train_seconds": round(timer.train_seconds, 2),
-        "seconds_per_epoch": history.get("seconds", []),
-        "seed": options.seed,
-        "data": {"source": mnist.source, "sha256": mnist.sha256},
-        "recipe": {"name": "finetune", "steps": options.steps, "batch_size": options.batch_size,
-                   "extra_fraction": options.extra_fraction, "optimizer": "adam", "schedule": "cosine",
-                   "learning_rate": options.learning_rate, "label_smoothing": options.label_smoothing, "blend": options.blend,
-                   "augment": options.augment},
-        "options": options.to_json(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-    }
-
-
-def _finish(model, out: Path, history: dict, metrics: dict) -> None:
-    from edgekit.toolkit import plots
-
-    _save_model(model, out / MODEL_FILE, include_optimizer=False)
-    _write_json(out / HISTORY_FILE, history)
-    plots.save_curves({k: v for k, v in history.items() if k != "seconds"}, out / CURVES_FILE,
-                      title="fine-tuned on your digits (validation: held-out digits)")
-    plots.save_confusion(np.asarray(metrics["test"]["confusion_matrix"]), out / CONFUSION_FILE,
-                         title=f"MNIST test set: {metrics['test']['accuracy']:.2%} accurate")
-    _write_json(out / METRICS_FILE, metrics)  # last: its presence means the run is complete

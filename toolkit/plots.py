@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from edgekit.runtime.contract import LABELS, NUM_CLASSES
+from edgekit.runtime.files import write_atomic
 
 DPI = 100
 
@@ -155,11 +156,7 @@ def class_counts_png(labels: np.ndarray, names: Sequence[str] = LABELS, title: s
 
 def write_png(png: bytes, path: str | os.PathLike) -> Path:
     """Write PNG bytes atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, png)
 
 
 def save_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike, **kw) -> Path:

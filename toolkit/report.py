@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.export.validate import ArtifactResult, ValidationReport, write_text_atomic
+from edgekit.export.validation_report import ArtifactResult, ValidationReport, write_report_file
 from edgekit.runtime.contract import LABELS, NUM_CLASSES
 from edgekit.toolkit import plots
 
@@ -29,7 +29,7 @@ SAMPLE_SEED = 0
 
 def write_html(report: ValidationReport, path: str | os.PathLike, mnist=None) -> Path:
     """Write the report atomically; ``mnist`` (a loaded ``Mnist``) adds the training set's pictures."""
-    return write_text_atomic(path, render_html(report, mnist))
+    return write_report_file(path, render_html(report, mnist))
 
 
 def render_html(report: ValidationReport, mnist=None) -> str:

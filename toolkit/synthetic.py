@@ -34,7 +34,7 @@ class Look:
     light_on_dark: float = 0.15  # fraction of frames with chalk on a dark board
 
 
-def _paper(rng: np.random.Generator, look: Look, dark_board: bool) -> tuple[np.ndarray, float, float]:
+def lit_sheet(rng: np.random.Generator, look: Look, dark_board: bool) -> tuple[np.ndarray, float, float]:
     """A lit sheet (float32 H x W in grey levels), its base paper level and ink level."""
     w, h = look.size
     if dark_board:
@@ -64,7 +64,7 @@ def _noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return field[y : y + h, x : x + w]
 
 
-def _finish(img: np.ndarray, rng: np.random.Generator, look: Look) -> np.ndarray:
+def camera_finish(img: np.ndarray, rng: np.random.Generator, look: Look) -> np.ndarray:
     """Tint to BGR, blur a little, add sensor noise, JPEG round trip -> uint8 (H, W, 3)."""
     tint = np.array([rng.uniform(0.9, 1.0), 1.0, rng.uniform(0.9, 1.05)], np.float32)
     if rng.random() < 0.5:
@@ -77,7 +77,7 @@ def _finish(img: np.ndarray, rng: np.random.Generator, look: Look) -> np.ndarray
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
-def _glyph(digit: np.ndarray, height: float, rotation: float) -> np.ndarray:
+def scaled_glyph(digit: np.ndarray, height: float, rotation: float) -> np.ndarray:
     """A 28x28 MNIST digit (ink bright) -> float32 coverage 0..1 whose ink is ``height`` px tall, rotated."""
     s = height / 20.0  # MNIST digits are 20 px tall in their 28 px frame
     size = max(8, round(28 * s))
@@ -86,7 +86,7 @@ def _glyph(digit: np.ndarray, height: float, rotation: float) -> np.ndarray:
     return np.clip(cv2.warpAffine(g, m, (size, size), flags=cv2.INTER_LINEAR), 0, 1)
 
 
-def _stamp(sheet: np.ndarray, glyph: np.ndarray, x: int, y: int, paper: float, ink: float) -> Box:
+def stamp_glyph(sheet: np.ndarray, glyph: np.ndarray, x: int, y: int, paper: float, ink: float) -> Box:
     """Composite ``glyph`` at (x, y) onto the sheet's paper level; returns the ink's tight box."""
     gh, gw = glyph.shape
     region = sheet[y : y + gh, x : x + gw]
@@ -98,15 +98,15 @@ def _stamp(sheet: np.ndarray, glyph: np.ndarray, x: int, y: int, paper: float, i
 def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look()) -> tuple[np.ndarray, Box]:
     """One MNIST digit photographed: a BGR uint8 frame and the digit's box (x, y, w, h)."""
     w, h = look.size
-    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
-    glyph = _glyph(digit, rng.uniform(*look.digit_height) * h, rng.uniform(-look.rotation, look.rotation))
+    light, paper, ink = lit_sheet(rng, look, rng.random() < look.light_on_dark)
+    glyph = scaled_glyph(digit, rng.uniform(*look.digit_height) * h, rng.uniform(-look.rotation, look.rotation))
     gh, gw = glyph.shape
     gh, gw = min(gh, h - 2), min(gw, w - 2)
     glyph = glyph[:gh, :gw]
     x, y = int(rng.integers(1, w - gw)), int(rng.integers(1, h - gh))
     sheet = np.full((h, w), paper, np.float32)
-    box = _stamp(sheet, glyph, x, y, paper, ink)
-    return _finish(sheet * light, rng, look), box
+    box = stamp_glyph(sheet, glyph, x, y, paper, ink)
+    return camera_finish(sheet * light, rng, look), box
 
 
 # -- digits that are not MNIST: OpenCV's Hershey fonts, as a stand-in for someone else's handwriting ------------
@@ -145,14 +145,14 @@ def glyph_frame(glyph: np.ndarray, rng: np.random.Generator, look: Look = Look()
     """Any glyph (float32 coverage 0..1, as tall as it should be in the frame) photographed like
     ``camera_frame``'s digits, anywhere on the sheet: a BGR uint8 frame and the ink's box."""
     w, h = look.size
-    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
+    light, paper, ink = lit_sheet(rng, look, rng.random() < look.light_on_dark)
     m = max(1, round(0.02 * h))  # the whole digit in view, a little paper around it
     gh, gw = min(glyph.shape[0], h - 2 * m), min(glyph.shape[1], w - 2 * m)
     glyph = glyph[:gh, :gw]
     x, y = int(rng.integers(m, w - gw - m + 1)), int(rng.integers(m, h - gh - m + 1))
     sheet = np.full((h, w), paper, np.float32)
-    box = _stamp(sheet, glyph, x, y, paper, ink)
-    return _finish(sheet * light, rng, look), box
+    box = stamp_glyph(sheet, glyph, x, y, paper, ink)
+    return camera_finish(sheet * light, rng, look), box
 
 
 def box_iou(a: Box, b: Box) -> float:
@@ -167,9 +167,9 @@ def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Lo
     """Several MNIST digits written left to right on one sheet (a year, a meter reading) and their boxes."""
     digits = list(digits)
     w, h = look.size
-    light, paper, ink = _paper(rng, look, rng.random() < look.light_on_dark)
+    light, paper, ink = lit_sheet(rng, look, rng.random() < look.light_on_dark)
     height = min(rng.uniform(0.25, 0.45) * h, 0.8 * (w / len(digits)) * 20 / 28)
-    glyphs = [_glyph(d, height * rng.uniform(0.9, 1.1), rng.uniform(-6, 6)) for d in digits]
+    glyphs = [scaled_glyph(d, height * rng.uniform(0.9, 1.1), rng.uniform(-6, 6)) for d in digits]
     total = sum(g.shape[1] for g in glyphs)
     gap = (w - total) / (len(glyphs) + 1)
     if gap < 0:
@@ -180,17 +180,17 @@ def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Lo
     for g in glyphs:
         gh, gw = g.shape
         y = int(np.clip(y_mid - gh / 2 + rng.normal(0, 3), 1, h - gh - 1))
-        boxes.append(_stamp(sheet, g, int(x), y, paper, ink))
+        boxes.append(stamp_glyph(sheet, g, int(x), y, paper, ink))
         x += gw + gap
-    return _finish(sheet * light, rng, look), boxes
+    return camera_finish(sheet * light, rng, look), boxes
 
 
 def empty_frame(kind: str, rng: np.random.Generator, look: Look = Look()) -> np.ndarray:
     """A frame with no digit: ``paper`` (blank lit sheet), ``dark`` (lens cap, night) or ``noise``."""
     w, h = look.size
     if kind == "paper":
-        light, paper, _ = _paper(rng, look, dark_board=False)
-        return _finish(np.full((h, w), paper, np.float32) * light, rng, look)
+        light, paper, _ = lit_sheet(rng, look, dark_board=False)
+        return camera_finish(np.full((h, w), paper, np.float32) * light, rng, look)
     if kind == "dark":
         img = np.full((h, w, 3), rng.uniform(0, 20), np.float32) + rng.normal(0, 3, (h, w, 3))
         return np.clip(img, 0, 255).astype(np.uint8)

@@ -9,16 +9,17 @@ far), so an interrupted run continues with ``resume=True``. Every file is writte
 The data: the last ``val_split`` training images are held out for validation (the seed tuned its annealer
 on the test set); ``limit`` takes the first N of the rest. The test set is touched once, at the end.
 Augmentation (small random rotation, zoom, shift) lives in the tf.data pipeline only, never in the model.
+
+Why one module of ~500 lines: the run, its seeded and resumable data order, its checkpointing callbacks and its
+resume are one piece of state (a resumed run must draw exactly the batches and dropout masks the uninterrupted one
+would have); the recipes are ``recipes.py``, the run folder's files ``run_folder.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,22 +27,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
-from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError
+from edgekit.runtime.contract import NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
+from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError, first_line
+from edgekit.runtime.files import atomic_path, write_json
 from edgekit.toolkit.model import build_model, training_batch_norm
-from edgekit.toolkit.precision import PRECISIONS, Precision, check_runs, choose, float32_copy
-
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.png"
-CONFUSION_FILE = "confusion.png"
-CHECKPOINT_FILE = "checkpoint.keras"
-CHECKPOINT_STATE = "checkpoint.json"
-CAMERA_POOL_FILE = "camera_pool.npz"
-
-OPTIMIZERS = ("rmsprop", "adam", "adamw")
-SCHEDULES = ("plateau", "onecycle", "constant")
+from edgekit.toolkit.precision import Precision, check_runs, choose, float32_copy
+from edgekit.toolkit.recipes import (  # noqa: F401  (RECIPES, Recipe: also edgekit.toolkit.train's names)
+    AUGMENT_ROTATION, AUGMENT_SHIFT, AUGMENT_ZOOM, BF16_RECIPES, RECIPES, Recipe,
+)
+from edgekit.toolkit.run_folder import (
+    CAMERA_POOL_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE, MODEL_FILE, environment, holds_a_run, save_model, test_metrics,
+    write_run,
+)
 
 
 class TrainingInterrupted(EdgekitError):
@@ -51,111 +48,6 @@ class TrainingInterrupted(EdgekitError):
 
 
 # --- options ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: what the presets in RECIPES differ in. Every field can be overridden one by one."""
-
-    name: str
-    epochs: float
-    """Passes over the training images. A fraction ends the last epoch early: 1.7 is one whole epoch and 70 %
-    of the steps of a second (a fresh shuffle, as every epoch), with any schedule spread over all the steps."""
-    batch_size: int
-    optimizer: str
-    """``rmsprop`` (the seed: rho 0.9, epsilon 1e-8), ``adam`` or ``adamw``."""
-    learning_rate: float
-    """The starting rate for ``plateau``/``constant``; the peak rate for ``onecycle``."""
-    schedule: str
-    """``plateau``: the seed's ReduceLROnPlateau on validation accuracy (patience 3, factor 0.5, min 1e-5).
-    ``onecycle``: linear warm-up from peak/25 over ``warmup`` of all steps, then cosine to 0, stepped per batch.
-    ``constant``: no schedule."""
-    warmup: float = 0.0
-    """Fraction of all steps spent warming up (``onecycle`` only)."""
-    weight_decay: float = 0.0
-    """Decoupled weight decay (``adamw`` only)."""
-    label_smoothing: float = 0.0
-    bn_momentum: float = 0.99
-    """BatchNormalization's moving-average momentum (0.99 is Keras' default and the seed's)."""
-    augment: bool = False
-    """Small random rotation, zoom and shift of the training images, in the input pipeline only."""
-    precision: str = "auto"
-    """``auto`` (bfloat16 where the hardware has it natively, else float32), ``float32`` or ``bfloat16``
-    (Keras' mixed policy: float32 variables, bfloat16 arithmetic). What is saved is float32 either way."""
-    camera: float = 0.0
-    """The share of every batch taken from camera crops (``toolkit/camera_data.py``: MNIST and font digits
-    photographed and cut out by the runtime's ``find_digits``) instead of MNIST images; 0: MNIST only."""
-    camera_pool: int = 20000
-    """How many camera crops are made for the run (``camera`` > 0 only), once, before the first step."""
-
-    def check(self) -> None:
-        if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise OptionsError(f"--epochs must be a positive number of passes, got {self.epochs}")
-        if self.batch_size < 1:
-            raise OptionsError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise OptionsError(f"--learning-rate must be a positive number, got {self.learning_rate}")
-        if self.optimizer not in OPTIMIZERS:
-            raise OptionsError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise OptionsError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not 0 <= self.label_smoothing < 1:
-            raise OptionsError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.warmup < 1:
-            raise OptionsError(f"warm-up must be a fraction of the steps in [0, 1), got {self.warmup}")
-        if not 0 < self.bn_momentum < 1:
-            raise OptionsError(f"BatchNormalization momentum must be in (0, 1), got {self.bn_momentum}")
-        if self.precision not in PRECISIONS:
-            raise OptionsError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if not 0 <= self.camera < 1:
-            raise OptionsError(f"the camera share of a batch must be in [0, 1), got {self.camera}")
-        if self.camera and self.camera_pool < 1:
-            raise OptionsError(f"a camera pool needs at least one crop, got {self.camera_pool}")
-
-
-# Augmentation strength (full recipe): rotation in degrees, zoom and shift as fractions of the image.
-AUGMENT_ROTATION = 10.0
-AUGMENT_ZOOM = 0.10
-AUGMENT_SHIFT = 0.10
-
-RECIPES: dict[str, Recipe] = {
-    # The seed notebook: RMSprop 1e-3, batch 64, ReduceLROnPlateau, 1 epoch (~97.9 % test accuracy), float32:
-    # the reference every other recipe is measured against.
-    "seed": Recipe("seed", epochs=1, batch_size=64, optimizer="rmsprop", learning_rate=1e-3, schedule="plateau",
-                   precision="float32"),
-    # edgekit's default: the same wall time as one seed epoch (one pass, same batch size), a better path
-    # through it: Adam with a one-cycle schedule stepped per batch, label smoothing, BN momentum 0.9.
-    "default": Recipe(
-        "default", epochs=1, batch_size=64, optimizer="adam", learning_rate=2e-3, schedule="onecycle",
-        warmup=0.15, label_smoothing=0.1, bn_momentum=0.9,
-    ),
-    # The best model: more epochs of the same, with augmentation and decoupled weight decay.
-    "full": Recipe(
-        "full", epochs=8, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
-        warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True,
-    ),
-    # For cameras (issue 21): the full recipe with a quarter of every batch cut from camera-like frames by the
-    # runtime's own find_digits (bold and thin strokes, print, light on dark, blur, noise; toolkit/camera_data.py),
-    # so the model learns what the device feeds it. One more epoch pays for the MNIST images the crops displace.
-    "camera": Recipe(
-        "camera", epochs=9, batch_size=64, optimizer="adamw", learning_rate=2e-3, schedule="onecycle",
-        warmup=0.15, weight_decay=0.05, label_smoothing=0.1, bn_momentum=0.9, augment=True, camera=0.25,
-    ),
-}
-
-# Where training runs in bfloat16 (a step takes ~0.4 of the float32 time on this CPU) the same wall time buys
-# more: these replace the recipes above when ``auto``/``bfloat16`` resolves to bfloat16. Where it resolves to
-# float32 (no native bfloat16), the float32 recipes above train.
-BF16_RECIPES: dict[str, Recipe] = {
-    # 1.8 passes instead of one at a peak rate of 3e-3: 99.38-99.42 % in 0.74-0.78 of the float32 seed epoch's
-    # time, side by side here (seeds 0-2). docs/training.md has the measurements.
-    "default": dataclasses.replace(RECIPES["default"], epochs=1.8, learning_rate=3e-3),
-    # 14 epochs instead of 8, the same steps otherwise: an augmented bfloat16 pass took 0.49 of the float32
-    # one side by side here, so 14 cost ~6.9 float32 epochs.
-    "full": dataclasses.replace(RECIPES["full"], epochs=14),
-    # 16 instead of 9, as the full recipe's 14 for 8: ~1.14x the full recipe's steps, plus the pool.
-    "camera": dataclasses.replace(RECIPES["camera"], epochs=16),
-}
-
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -272,7 +164,7 @@ def train(
                                       max_seconds=options.max_seconds)
         if int(state["epoch"]) >= math.ceil(options.recipe.epochs):
             raise OptionsError(f"{out}: all {options.recipe.epochs:g} epochs are done already; nothing to resume")
-    elif out.exists() and any((out / f).exists() for f in (MODEL_FILE, CHECKPOINT_STATE)):
+    elif holds_a_run(out):
         raise OptionsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     options.check()
     recipe = options.recipe
@@ -310,8 +202,7 @@ def train(
             training_batch_norm()  # registers the checkpoint's fused BatchNormalization class
             model = keras.saving.load_model(out / CHECKPOINT_FILE, safe_mode=True)
         except Exception as e:  # a damaged or foreign checkpoint: the user's file, said in one line
-            line = (str(e) or type(e).__name__).strip().splitlines()[0][:200]
-            raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({line}); "
+            raise OptionsError(f"{out / CHECKPOINT_FILE}: cannot load the checkpoint ({first_line(e, 200)}); "
                                "start a new run in another --out") from None
         _restore_rng_states(model, state.get("dropout_rng"))
         say(f"resuming {recipe.name} ({precision.used}) from epoch {initial_epoch} of {recipe.epochs:g} in {out}")
@@ -369,7 +260,8 @@ def train(
     if pool is not None:
         metrics["camera_pool"] = {"crops": int(len(pool.y)), "from_fonts": round(float(pool.source.mean()), 3),
                                   "seconds": round(pool_seconds, 2)}
-    _finish(model, out, history, metrics, probabilities, mnist.y_test)
+    write_run(model, out, history, metrics, curves_title=f"{recipe.name} recipe",
+              confusion_title=f"Test set: {metrics['test']['accuracy']:.2%} accurate")
     return RunResult(out=out, model_path=out / MODEL_FILE, metrics=metrics, history=history)
 
 
@@ -483,11 +375,8 @@ def _camera_pool(out: Path, x: np.ndarray, y: np.ndarray, options: TrainOptions,
     pool = make_pool(x, y, options.recipe.camera_pool, options.seed)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with _removed_on_failure(tmp, path):
-        with open(tmp, "wb") as f:
-            np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
-        os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
     return pool, seconds
 
 
@@ -519,23 +408,8 @@ def augment_batch(images, seed):
 
 
 def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, n_train, steps) -> dict:
-    from edgekit.toolkit.plots import confusion_matrix, per_class_accuracy
-
-    y = mnist.y_test.astype(np.int64)
-    predicted = probabilities.argmax(axis=1)
-    eps = 1e-7
-    loss = float(-np.mean(np.log(np.clip(probabilities[np.arange(len(y)), y], eps, 1.0))))
-    matrix = confusion_matrix(y, predicted)
-    import tensorflow as tf
-
     return {
-        "test": {
-            "accuracy": float(np.mean(predicted == y)),
-            "loss": loss,  # plain cross-entropy (no label smoothing), comparable across recipes
-            "images": int(len(y)),
-            "per_class_accuracy": dict(zip(LABELS, per_class_accuracy(matrix))),
-            "confusion_matrix": matrix.tolist(),
-        },
+        "test": test_metrics(probabilities, mnist.y_test),
         "validation": {k: history[k][-1] for k in ("val_accuracy", "val_loss") if history.get(k)},
         "epochs": saver.epochs_done,
         "epochs_planned": options.recipe.epochs,
@@ -551,21 +425,8 @@ def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver
         "data": {"source": mnist.source, "sha256": mnist.sha256},
         "recipe": dataclasses.asdict(options.recipe),
         "options": options.to_json(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **environment(keras),
     }
-
-
-def _finish(model, out: Path, history: dict, metrics: dict, probabilities, y_test) -> None:
-    from edgekit.toolkit import plots
-
-    _save_model(model, out / MODEL_FILE, include_optimizer=False)
-    _write_json(out / HISTORY_FILE, history)
-    plots.save_curves({k: v for k, v in history.items() if k != "seconds"}, out / CURVES_FILE,
-                      title=f"{metrics['recipe']['name']} recipe")
-    plots.save_confusion(np.asarray(metrics["test"]["confusion_matrix"]), out / CONFUSION_FILE,
-                         title=f"Test set: {metrics['test']['accuracy']:.2%} accurate")
-    _write_json(out / METRICS_FILE, metrics)  # last: its presence means the run is complete
 
 
 def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: dict, elapsed_before: float):
@@ -589,8 +450,8 @@ def _EpochSaver(keras, out: Path, options: TrainOptions, data_sha256, history: d
             history.setdefault("learning_rate_end", []).append(_current_lr(self.model))
             history.setdefault("seconds", []).append(round(seconds, 2))
             self.epochs_done = epoch + 1
-            _save_model(self.model, out / CHECKPOINT_FILE, include_optimizer=True)
-            _write_json(
+            save_model(self.model, out / CHECKPOINT_FILE, include_optimizer=True)
+            write_json(
                 out / CHECKPOINT_STATE,
                 {
                     "epoch": self.epochs_done,
@@ -669,40 +530,3 @@ def _read_state(out: Path) -> dict:
     except (ValueError, KeyError, TypeError) as e:
         raise OptionsError(f"{path}: unreadable checkpoint state ({e}); start a new run in another --out") from None
     return state
-
-
-def _save_model(model, path: Path, include_optimizer: bool) -> None:
-    """Save atomically; without the optimizer, an uncompiled float32 copy (4 MB instead of 12 MB with Adam's
-    state; float32 whatever precision trained it). With it (a checkpoint), the model as it trains."""
-    if not include_optimizer:
-        model = float32_copy(model)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    with _removed_on_failure(tmp, path):
-        model.save(tmp)
-        os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with _removed_on_failure(tmp, path):
-        tmp.write_text(json.dumps(obj, indent=2, allow_nan=True) + "\n")
-        os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _removed_on_failure(tmp: Path, path: Path):
-    """A failed write (disk full, Ctrl-C) leaves no half-written temporary file; an OSError names ``path``."""
-    try:
-        yield
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and not e.filename:
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-        raise
-
-
-def remove_checkpoint(out: Path) -> None:
-    """Delete a finished run's checkpoint (12 MB with optimizer state)."""
-    for name in (CHECKPOINT_FILE, CHECKPOINT_STATE):
-        (Path(out) / name).unlink(missing_ok=True)
-

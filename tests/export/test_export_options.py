@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,13 @@ def test_explicit_quantizations():
     assert files(plan("all", "int8")) == ["model_int8.tflite", "model_int8.onnx"]
     assert files(plan("all", "float16")) == ["model_float16.tflite"]  # with all: to the formats that accept it
     assert files(plan("tflite", ["float32", "FP16"])) == ["model_float32.tflite", "model_float16.tflite"]  # aliases
+
+
+def test_generators_are_read_once():
+    # A generator is empty on a second pass; plan() used to read the quantizations twice and return [].
+    assert files(plan("tflite", iter(["int8"]))) == ["model_int8.tflite"]
+    assert files(plan(iter(["tflite", "onnx"]), (q for q in ["float32"]))) == ["model_float32.tflite", "model_float32.onnx"]
+    assert files(plan("onnx", iter([]))) == ["model_float32.onnx"]  # nothing given: the defaults, as with []
 
 
 @pytest.mark.parametrize("option, value, suggestion", [
@@ -98,3 +106,20 @@ def test_format_table_needs_no_tensorflow():
             "import edgekit.toolkit.cli_export; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_export_options_hold_the_plan():
+    options = ExportOptions(formats=iter(["onnx"]), quantizations=(q for q in ["int8"]), data=Path("mnist.npz"))
+    assert files(options.targets) == ["model_int8.onnx"]
+    assert options.formats == ("onnx",) and options.quantizations == ("int8",) and options.data == "mnist.npz"
+    assert files(ExportOptions().targets) == files(plan("tflite"))  # the default is written once (DEFAULT_FORMATS)
+    with pytest.raises(OptionsError, match="did you mean 'onnx'"):
+        ExportOptions(formats="onx")
+
+
+def test_export_model_takes_options_or_keywords_not_both(tmp_path):
+    from edgekit.export import export_model
+
+    with pytest.raises(OptionsError, match="not both"):
+        export_model(tmp_path / "model.keras", tmp_path / "out", ExportOptions(), formats="onnx")
+    assert not (tmp_path / "out").exists()

@@ -128,6 +128,16 @@ def test_each_quantization_is_held_to_its_own_rule():
         assert check(q, {"agreement": 99.9, "max_abs_diff": 0.1, "accuracy_drop": 0.16}, t)
 
 
+def test_the_legend_and_the_reasons_come_from_the_rules():
+    from edgekit.export.parity import RULES, legend, rule_text
+
+    t = Thresholds(float16_min_agreement=99.5, quantized_max_drop=0.3)
+    line = legend(t)
+    assert line.startswith("checks: float32 top-1 agreement ≥ 100 %, max |Δp| ≤ 0.0001; float16 top-1 agreement ≥ 99.5 %")
+    assert "dynamic/int8 accuracy drop ≤ 0.3 points" in line  # the same rule, named once
+    assert all(rule_text(q, t) in line for q in RULES)
+
+
 # --- a real validation of real exports ----------------------------------------------------------------
 
 @pytest.mark.numeric

@@ -228,3 +228,21 @@ def test_predict_goes_on_after_a_bad_image(exported, bad_images, digit, tmp_path
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows[0]["digit"] is None and rows[0]["error"]
     assert rows[1]["digit"] == digit[1]
+
+
+# --- first_line: every one-line error report goes through it ------------------------------------------
+
+
+@pytest.mark.parametrize("error, expected", [
+    (ValueError("bad\nsecond line"), "bad"),
+    (ValueError(""), "ValueError"),            # an empty message: the type, never an IndexError
+    (OSError("  \n  "), "OSError"),            # white space only, likewise
+    (RuntimeError("\n  real reason \nmore"), "real reason"),
+    ("text, not an error\nmore", "text, not an error"),
+    ("", ""),
+])
+def test_first_line_of_an_error(error, expected):
+    from edgekit.runtime.errors import first_line
+
+    assert first_line(error) == expected
+    assert first_line(error, 4) == expected[:4]

@@ -16,7 +16,7 @@ import pytest
 from edgekit.runtime.preprocess import find_digits
 from edgekit.toolkit import fonts
 from edgekit.toolkit.fonts import font_digit, shape_glyph, stroke_width
-from edgekit.toolkit.synthetic import Look, _finish, _glyph, _stamp, empty_frame, glyph_frame
+from edgekit.toolkit.synthetic import Look, camera_finish, scaled_glyph, stamp_glyph, empty_frame, glyph_frame
 from measured import check
 
 LOOPED = (0, 6, 8, 9)  # the digits with a loop whose inside a bold stroke makes as large as the stroke
@@ -94,15 +94,15 @@ def test_a_digit_on_a_sheet_lying_on_a_darker_desk(mnist):
         img = np.full((h, w), rng.uniform(20, 110), np.float32)
         img[sy : sy + sh, sx : sx + sw] = paper
         if k % 2:
-            glyph = _glyph(mnist.x_test[k], rng.uniform(0.3, 0.6) * sh, rng.uniform(-8, 8))
+            glyph = scaled_glyph(mnist.x_test[k], rng.uniform(0.3, 0.6) * sh, rng.uniform(-8, 8))
         else:
             bitmap = _marker_digit(int(rng.integers(10)), rng, "any", rng.uniform(0.05, 0.25))
             glyph = shape_glyph(bitmap, rng, rng.uniform(0.3, 0.6) * sh)
         gx = sx + int(rng.integers(5, max(6, sw - glyph.shape[1] - 5)))
         gy = sy + int(rng.integers(5, max(6, sh - glyph.shape[0] - 5)))
         glyph = glyph[: sy + sh - gy - 2, : sx + sw - gx - 2]
-        box = _stamp(img, glyph, gx, gy, paper, ink)
-        frames.append((_finish(img, rng, Look()), box))
+        box = stamp_glyph(img, glyph, gx, gy, paper, ink)
+        frames.append((camera_finish(img, rng, Look()), box))
     covers = _boxed(frames)
     check("camera path: sheet-on-desk frames of 40 boxed < 90 %", sum(c < 0.9 for c in covers), "<=", 3)
 

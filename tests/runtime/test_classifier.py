@@ -105,3 +105,14 @@ def test_fixed_batch_models_are_run_image_by_image(models, test_batch):
     clf._runner.dynamic_batch = False  # what a model exported with a fixed batch of 1 reports
     np.testing.assert_array_equal(clf.probabilities(x[:9]), reference)
     assert clf._runner._batch == 1  # never resized
+
+
+@pytest.mark.parametrize("polarity, inverted", [
+    ("white digit on black", False), (None, False), ("", False),
+    ("black digit on white", True), (" Black digit on White ", True),
+    ("not a black digit", False),  # decided by the stated value, not by a substring of it
+])
+def test_polarity_is_read_from_the_metadata_value(polarity, inverted):
+    from edgekit.runtime.contract import wants_inverted
+
+    assert wants_inverted(polarity) is inverted
