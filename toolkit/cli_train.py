@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 import time
@@ -13,19 +12,8 @@ import typer
 
 from edgekit.runtime.errors import OptionsError
 from edgekit.toolkit.cli_app import command
-from edgekit.toolkit.precision import PRECISIONS
-from edgekit.toolkit.recipes import OPTIMIZERS, RECIPES, SCHEDULES
-
-
-def _choices(name: str, values) -> type[enum.Enum]:
-    """A Typer choice (a ``str`` enum) made from one of the library's lists, so the names live in one place."""
-    return enum.Enum(name, {v: v for v in values}, type=str)
-
-
-RecipeName = _choices("RecipeName", RECIPES)
-OptimizerName = _choices("OptimizerName", OPTIMIZERS)
-PrecisionName = _choices("PrecisionName", PRECISIONS)
-ScheduleName = _choices("ScheduleName", SCHEDULES)
+from edgekit.toolkit.precision import PrecisionChoice
+from edgekit.toolkit.recipes import Optimizer, RecipeName, Schedule
 
 
 _RECIPE_HELP = "seed: the notebook's (RMSprop, plateau annealer); default: same time as one seed epoch, ≥99 %; full: the best model on MNIST (augmented, several epochs); camera: the full recipe with a quarter of each batch cut from camera-like frames by the runtime (bold and thin strokes, print, light on dark) — for webcams."
@@ -41,11 +29,11 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step [recipe's].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Starting (plateau/constant) or peak (onecycle) learning rate [recipe's].")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random rotation, zoom and shift in the input pipeline (never in the saved model) [recipe's].")] = None,
-    optimizer: Annotated[Optional[OptimizerName], typer.Option(help="[recipe's]")] = None,
-    schedule: Annotated[Optional[ScheduleName], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="[recipe's]")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="[recipe's]")] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNormalization momentum [recipe's].")] = None,
-    precision: Annotated[Optional[PrecisionName], typer.Option(help="auto: bfloat16 where the CPU (avx512_bf16/amx_bf16) or GPU has it natively, else float32; the saved model is float32 either way [recipe's: auto; the seed recipe float32].")] = None,
+    precision: Annotated[Optional[PrecisionChoice], typer.Option(help="auto: bfloat16 where the CPU (avx512_bf16/amx_bf16) or GPU has it natively, else float32; the saved model is float32 either way [recipe's: auto; the seed recipe float32].")] = None,
     val_split: Annotated[Optional[int], typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end [5000; 0 for a digit folder, whose held-out 20 % is its test set].")] = None,
     seed: Annotated[int, typer.Option(help="Seeds weights, data order and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only (quick runs).")] = None,

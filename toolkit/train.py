@@ -33,7 +33,7 @@ from edgekit.runtime.files import atomic_path, write_json
 from edgekit.toolkit.model import build_model, training_batch_norm
 from edgekit.toolkit.precision import Precision, check_runs, choose, float32_copy
 from edgekit.toolkit.recipes import (  # noqa: F401  (RECIPES, Recipe: also edgekit.toolkit.train's names)
-    AUGMENT_ROTATION, AUGMENT_SHIFT, AUGMENT_ZOOM, BF16_RECIPES, RECIPES, Recipe,
+    AUGMENT_ROTATION, AUGMENT_SHIFT, AUGMENT_ZOOM, BF16_RECIPES, RECIPES, Optimizer, Recipe, Schedule,
 )
 from edgekit.toolkit.run_folder import (
     CAMERA_POOL_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE, MODEL_FILE, environment, holds_a_run, save_model, test_metrics,
@@ -213,7 +213,7 @@ def train(
 
     saver = _EpochSaver(keras, out, options, mnist.sha256, history, elapsed_before)
     cbs: list[Any] = [saver]
-    if recipe.schedule == "plateau":
+    if recipe.schedule == Schedule.PLATEAU:
         monitor = "val_accuracy" if validation else "accuracy"
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=3, factor=0.5, min_lr=1e-5))
     budget = _Budget(keras, options.max_seconds - elapsed_before) if options.max_seconds else None
@@ -287,7 +287,7 @@ def _split(mnist, options: TrainOptions):
 def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
     model = build_model(bn_momentum=recipe.bn_momentum, dtype=precision.keras_policy, fused_bn=True)
     lr: Any = recipe.learning_rate
-    if recipe.schedule == "onecycle":
+    if recipe.schedule == Schedule.ONECYCLE:
         warmup = int(recipe.warmup * total_steps)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=recipe.learning_rate / 25 if warmup else recipe.learning_rate,
@@ -296,9 +296,9 @@ def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
             warmup_target=recipe.learning_rate if warmup else None,
             warmup_steps=warmup,
         )
-    if recipe.optimizer == "rmsprop":
+    if recipe.optimizer == Optimizer.RMSPROP:
         optimizer = keras.optimizers.RMSprop(lr, rho=0.9, epsilon=1e-8)
-    elif recipe.optimizer == "adamw":
+    elif recipe.optimizer == Optimizer.ADAMW:
         optimizer = keras.optimizers.AdamW(lr, weight_decay=recipe.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(lr)
