@@ -34,7 +34,8 @@ import numpy as np
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
 from edgekit.toolkit.run_folder import MODEL_FILE, environment, holds_a_run, test_metrics, write_run
-from edgekit.toolkit.train import RunResult, TrainingInterrupted, augment_batch
+from edgekit.toolkit.batches import augment_batch
+from edgekit.toolkit.train import RunResult, TrainingInterrupted
 
 STEPS_PER_EPOCH = 50  # steps between the history's points (held-out accuracy, curves.png)
 WARMUP = 0.1  # of the steps, spent raising the learning rate from learning_rate/25
@@ -61,7 +62,7 @@ class FinetuneOptions:
     """Adam's peak rate: reached after a warm-up over the first WARMUP of the steps, then a cosine to 0."""
     label_smoothing: float = 0.1
     augment: bool = True
-    """Small random rotation, zoom and shift of the user's crops (train.augment_batch)."""
+    """Small random rotation, zoom and shift of the user's crops (batches.augment_batch)."""
     blend: float = 0.5
     """The saved weights: start + blend * (fine-tuned - start). 1 keeps the fine-tuned weights as they are;
     0.5 keeps nearly all of what they learned on the user's digits and nearly nothing of what they forgot
