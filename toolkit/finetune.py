@@ -110,17 +110,17 @@ def check_seed_network(model, path: Path) -> None:
     for i, (h, w) in enumerate(zip(have, want)):
         if h != w:
             raise ModelLoadError(f"{path}: not the seed's network (layer {i + 1} is {h}, expected {w}); "
-                                 "--finetune starts from a model.keras written by edgekit train")
+                                 "edgekit finetune starts from a model.keras written by edgekit train")
     raise ModelLoadError(f"{path}: not the seed's network ({len(have)} layers, input {shape_in[1:]}, expected "
-                         f"{len(want)} layers on (28, 28, 1)); --finetune starts from a model.keras written by edgekit train")
+                         f"{len(want)} layers on (28, 28, 1)); edgekit finetune starts from a model.keras written by edgekit train")
 
 
 def _load_model(path: Path):
     from edgekit.export.keras_model import load_keras
 
     if not path.is_file():
-        raise ModelLoadError(f"{path}: no such model file; pass --finetune RUN/model.keras (train one with edgekit train)")
-    model = load_keras(path, "pass --finetune with the model.keras edgekit train wrote")
+        raise ModelLoadError(f"{path}: no such model file; give the RUN/model.keras edgekit train wrote")
+    model = load_keras(path, "give the RUN/model.keras edgekit train wrote")
     check_seed_network(model, path)
     return model
 
@@ -154,7 +154,7 @@ def finetune(
                         "crops; collect at least two of a digit")
     mnist = load_mnist(options.data)
     if mnist.kind != "mnist":
-        raise OptionsError(f"--data {options.data}: a digit folder; --finetune mixes in MNIST (.npz or IDX folder), "
+        raise OptionsError(f"--data {options.data}: a digit folder; fine-tuning mixes in MNIST (.npz or IDX folder), "
                            "the user's digits go in --extra")
     xu, yu = user.x[train_idx], user.y[train_idx].astype(np.int64)
     xh, yh = user.x[held_idx], user.y[held_idx].astype(np.int64)
