@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
-from edgekit.export.formats import DEFAULT_FORMATS
+from edgekit.export.formats import ALL, DEFAULT_FORMATS, FORMATS, Quantization
 from edgekit.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgekit.toolkit.cli_app import command
 
@@ -24,6 +24,19 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
     return [v for value in values for v in value.split(",") if v.strip()]
 
 
+def _or(names) -> str:
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}"
+
+
+# The names come from the format table (not Typer choices: --format/--quantize take comma-separated lists and the
+# table's aliases, and a typo gets the nearest name).
+_FORMAT_HELP = f"{_or([*FORMATS, ALL])}; repeat or comma-separate for several."
+_QUANTIZE_HELP = (f"{_or([q.value for q in Quantization])}; repeat or comma-separate. Default: "
+                  + ", ".join(f"{f.name} -> {'+'.join(q.value for q in f.defaults)}" for f in FORMATS.values())
+                  + f", {ALL} -> every supported pair.")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -32,14 +45,13 @@ def _mb(n: int) -> str:
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", metavar="PATH", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
     format: Annotated[
-        List[str], typer.Option("--format", "-f", metavar="FORMAT", help="tflite, onnx or all; repeat or comma-separate for several.")
+        List[str], typer.Option("--format", "-f", metavar="FORMAT", help=_FORMAT_HELP)
     ] = list(DEFAULT_FORMATS),
     quantize: Annotated[
         Optional[List[str]],
         typer.Option(
             "--quantize", "-q", metavar="QUANT",
-            help="none, float16, dynamic or int8; repeat or comma-separate. Default: tflite -> none+int8, "
-                 "onnx -> none, all -> every supported pair.",
+            help=_QUANTIZE_HELP,
         ),
     ] = None,
     out: Annotated[
