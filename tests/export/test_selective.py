@@ -1,0 +1,131 @@
+"""`edgekit export --quantize int8 --max-drop P` (export/selective.py): a deliberately fragile layer breaks full int8,
+and --max-drop keeps it in float and passes; bad values are one line, exit 2, nothing written.
+
+The fragile model is the shared small model with one Dense(256) unit made 1024 times larger by the
+BatchNormalization after it (gamma and beta x 1024) and the final Dense's weights reading it / 1024: powers of two,
+so the float function is unchanged to the bit. The BN fold moves that factor into the Dense (as it moves every BN
+scale), so the Dense's output tensor, quantized per tensor, now spans the one unit's range and rounds the other
+255 units to zero: int8 fails, and only the Dense and the layer reading it in float repair it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from measured import check
+from edgekit.runtime.errors import EXIT_BAD_INPUT
+from edgekit.toolkit.cli import app
+
+SCALE = 1024.0  # a power of two: the float model's arithmetic is unchanged
+
+
+def make_fragile(src, dst, x: np.ndarray) -> int:
+    """Save to ``dst`` the model at ``src`` with its busiest Dense(256) unit (on ``x``) scaled up by SCALE after
+    its BatchNormalization and scaled back down in the weights that read it; returns the unit."""
+    import keras
+
+    model = keras.models.load_model(src)
+    dense, bn, last = (model.get_layer(n) for n in ("dense", "batch_normalization_5", "probabilities"))
+    unit = int(keras.Model(model.inputs, dense.output).predict(x, verbose=0).max(0).argmax())
+    gamma, beta, mean, var = bn.get_weights()
+    gamma[unit] *= SCALE
+    beta[unit] *= SCALE
+    bn.set_weights([gamma, beta, mean, var])
+    w, b = last.get_weights()
+    w[unit] /= SCALE
+    last.set_weights([w, b])
+    model.save(dst)
+    return unit
+
+
+@pytest.fixture(scope="module")
+def fragile(small_model_path, mnist, tmp_path_factory):
+    from edgekit.runtime.contract import to_model_input
+
+    path = tmp_path_factory.mktemp("fragile") / "model.keras"
+    make_fragile(small_model_path, path, to_model_input(mnist.x_train[:500]))
+    return path
+
+
+def edgekit(*args):
+    return CliRunner().invoke(app, ["export", *map(str, args)])
+
+
+def test_the_fragile_model_is_the_same_function_in_float(small_model_path, fragile, mnist):
+    import keras
+
+    from edgekit.runtime.contract import to_model_input
+
+    x = to_model_input(mnist.x_test[:200])
+    a = keras.models.load_model(small_model_path).predict(x, verbose=0)
+    b = keras.models.load_model(fragile).predict(x, verbose=0)
+    assert np.array_equal(a.argmax(1), b.argmax(1))
+    assert np.array_equal(a, b)  # powers of two: the same bits
+
+
+@pytest.mark.numeric
+@pytest.mark.slow
+def test_max_drop_keeps_the_fragile_layers_float_and_passes(fragile, mnist_path, tmp_path):
+    from edgekit.export import export_model
+    from edgekit.export.selective import load_holdout
+    from edgekit.runtime.backends import open_runner
+
+    common = dict(formats="tflite", quantizations="int8", data=mnist_path, calib_samples=100)
+    plain = export_model(fragile, tmp_path / "plain", **common)
+    assert plain.artifacts[0].selective is None
+    result = edgekit("--model", fragile, "--format", "tflite", "--quantize", "int8", "--data", mnist_path,
+                     "--calib-samples", 100, "--max-drop", 0.5, "--out", tmp_path / "kept")
+    assert result.exit_code == 0, result.output
+    [artifact] = json.loads((tmp_path / "kept" / "manifest.json").read_text())["artifacts"]
+    selective = artifact["selective"]
+
+    # Full int8 is broken: measured on the held-out images, through the device's runtime.
+    x, y = load_holdout(mnist_path, None)
+    float_accuracy = selective["float_accuracy"]
+    plain_accuracy = 100 * np.mean(open_runner(tmp_path / "plain" / "model_int8.tflite").run(x).argmax(1) == y)
+    check("full int8 drop on the fragile model (points)", float_accuracy - plain_accuracy, ">", 20)
+    check("the search's own full-int8 drop (points)", selective["drop_int8"], ">", 20)
+    # --max-drop 0.5: within budget, with the Dense and the layer reading it in float, and said so.
+    kept_accuracy = 100 * np.mean(open_runner(tmp_path / "kept" / "model_int8.tflite").run(x).argmax(1) == y)
+    check("int8 drop after --max-drop 0.5 (points)", float_accuracy - kept_accuracy, "<=", 0.5)
+    assert selective["met"] and selective["drop"] <= 0.5
+    assert "dense" in selective["float_layers"]
+    assert len(selective["float_layers"]) < 6  # a few layers, not the whole model
+    assert 0 < artifact["bytes"] - selective["bytes"] < 20_000  # the file is the report's model plus the metadata
+    assert selective["bytes"] > selective["bytes_int8"]  # the float Dense costs size, and the report says how much
+    assert selective["latency_ms"] > 0 and selective["latency_ms_int8"] > 0
+    line = next(l for l in result.stdout.splitlines() if "--max-drop:" in l)
+    assert "kept float: " in line and "dense" in line and " MB" in line and "ms/image" in line
+
+    from edgekit.runtime.metadata import read_metadata
+
+    assert read_metadata(tmp_path / "kept" / "model_int8.tflite")["selective"]["float_layers"] == selective["float_layers"]
+
+
+def test_a_sound_model_within_budget_keeps_every_layer_int8(small_model_path, mnist_path, tmp_path):
+    from edgekit.export import export_model
+
+    manifest = export_model(small_model_path, tmp_path / "out", formats="tflite", quantizations="int8",
+                            data=mnist_path, calib_samples=100, max_drop=100)
+    selective = manifest.artifacts[0].selective
+    assert selective["met"] and selective["float_layers"] == [] and selective["ranking"] == []
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--quantize", "int8", "--max-drop", "-1"], "--max-drop must be a number of accuracy points from 0 to 100"),
+    (["--quantize", "int8", "--max-drop", "nan"], "--max-drop must be"),
+    (["--quantize", "int8", "--max-drop", "101"], "--max-drop must be"),
+    (["--quantize", "none", "--max-drop", "0.5"], "--max-drop applies to int8 exports"),
+    (["--format", "tflite", "--quantize", "float16,dynamic", "--max-drop", "0.5"], "--max-drop applies to int8 exports"),
+])
+def test_bad_max_drop(small_model_path, tmp_path, args, expected):
+    result = edgekit("--model", small_model_path, "--out", tmp_path / "out", *args)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgekit: error: ") and expected in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
