@@ -50,10 +50,11 @@ LATENCY_RUNS = 200  # single-image calls per artifact for the speed cost
 MAX_DROP_LIMIT = 100.0
 # Ops that carry no arithmetic of their own: never a unit, never denylisted.
 BOOKKEEPING = {"SHAPE", "STRIDED_SLICE", "PACK", "QUANTIZE", "DEQUANTIZE", "Shape", "Gather", "Unsqueeze",
-               "Concat", "Constant", "QuantizeLinear", "DequantizeLinear"}
+               "Concat", "Constant", "Cast", "Slice", "QuantizeLinear", "DequantizeLinear"}
 # Ops whose int8 output shares its input's scale: a unit extends through them to the next consumers.
+# ONNX Runtime's QDQ quantizer gives a Relu its input's range too (it folds it into the op before).
 SCALE_SHARING = {"MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
-                 "MaxPool", "Reshape", "Squeeze", "Transpose", "Flatten"}
+                 "MaxPool", "Reshape", "Squeeze", "Transpose", "Flatten", "Relu"}
 
 
 def check_max_drop(value) -> float | None:
@@ -352,3 +353,43 @@ def tflite_units(calibrated: bytes) -> list[Unit]:
 
 def _keras_probabilities(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+
+
+# --- ONNX ---------------------------------------------------------------------------------------------------
+
+def onnx_within(model, float_proto, baseline, context, x: np.ndarray, y: np.ndarray, max_drop: float):
+    """The int8 ONNX model (``onnx.ModelProto``) of ``float_proto`` within ``max_drop`` points of the float model
+    on (``x``, ``y``): ``baseline`` (today's full int8) if it already is, else one with ``nodes_to_exclude``."""
+    import tempfile
+
+    import onnx
+
+    from edgekit.export.onnx import preprocess, quantize_int8
+
+    def quantize(nodes: Sequence[str]) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="selective-", dir=context.workdir) as tmp:
+            return quantize_int8(float_proto, context.calibration, Path(tmp), exclude=nodes).SerializeToString()
+
+    def find_units() -> list[Unit]:
+        with tempfile.TemporaryDirectory(prefix="selective-", dir=context.workdir) as tmp:
+            return onnx_units(onnx.load(str(preprocess(float_proto, Path(tmp)))))
+
+    flat, report = search(baseline.SerializeToString(), quantize, find_units, ".onnx", _keras_probabilities(model, x),
+                          x, y, max_drop, Path(context.workdir))
+    return onnx.load_model_from_string(flat), report
+
+
+def onnx_units(proto) -> list[Unit]:
+    """The units of a (pre-processed, float) ONNX graph; nodes are node names (``nodes_to_exclude``)."""
+    from edgekit.export.layer_error import layer_name
+
+    ops = [(n.op_type, n.name, [i for i in n.input if i], list(n.output)) for n in proto.graph.node]
+    producer = {o: name for _, name, _, outs in ops for o in outs}
+    named: dict[str, str] = {}
+    for kind, name, inputs, _ in ops:  # tf2onnx's own nodes (Conv__81) are named after the layer they follow
+        if "/" in name:
+            named[name] = layer_name(name) + (" (softmax)" if kind == "Softmax" else "")
+        else:
+            before = next((named[producer[i]] for i in inputs if producer.get(i) in named), "input")
+            named[name] = f"{name} (after {before})"
+    return units_of(ops, lambda kind, name: named[name])

@@ -73,37 +73,59 @@ def test_max_drop_keeps_the_fragile_layers_float_and_passes(fragile, mnist_path,
     from edgekit.export import export_model
     from edgekit.export.selective import load_holdout
     from edgekit.runtime.backends import open_runner
-
-    common = dict(formats="tflite", quantizations="int8", data=mnist_path, calib_samples=100)
-    plain = export_model(fragile, tmp_path / "plain", **common)
-    assert plain.artifacts[0].selective is None
-    result = edgekit("--model", fragile, "--format", "tflite", "--quantize", "int8", "--data", mnist_path,
-                     "--calib-samples", 100, "--max-drop", 0.5, "--out", tmp_path / "kept")
-    assert result.exit_code == 0, result.output
-    [artifact] = json.loads((tmp_path / "kept" / "manifest.json").read_text())["artifacts"]
-    selective = artifact["selective"]
-
-    # Full int8 is broken: measured on the held-out images, through the device's runtime.
-    x, y = load_holdout(mnist_path, None)
-    float_accuracy = selective["float_accuracy"]
-    plain_accuracy = 100 * np.mean(open_runner(tmp_path / "plain" / "model_int8.tflite").run(x).argmax(1) == y)
-    check("full int8 drop on the fragile model (points)", float_accuracy - plain_accuracy, ">", 20)
-    check("the search's own full-int8 drop (points)", selective["drop_int8"], ">", 20)
-    # --max-drop 0.5: within budget, with the Dense and the layer reading it in float, and said so.
-    kept_accuracy = 100 * np.mean(open_runner(tmp_path / "kept" / "model_int8.tflite").run(x).argmax(1) == y)
-    check("int8 drop after --max-drop 0.5 (points)", float_accuracy - kept_accuracy, "<=", 0.5)
-    assert selective["met"] and selective["drop"] <= 0.5
-    assert "dense" in selective["float_layers"]
-    assert len(selective["float_layers"]) < 6  # a few layers, not the whole model
-    assert 0 < artifact["bytes"] - selective["bytes"] < 20_000  # the file is the report's model plus the metadata
-    assert selective["bytes"] > selective["bytes_int8"]  # the float Dense costs size, and the report says how much
-    assert selective["latency_ms"] > 0 and selective["latency_ms_int8"] > 0
-    line = next(l for l in result.stdout.splitlines() if "--max-drop:" in l)
-    assert "kept float: " in line and "dense" in line and " MB" in line and "ms/image" in line
-
     from edgekit.runtime.metadata import read_metadata
 
-    assert read_metadata(tmp_path / "kept" / "model_int8.tflite")["selective"]["float_layers"] == selective["float_layers"]
+    files = ["model_int8.tflite", "model_int8.onnx"]
+    plain = export_model(fragile, tmp_path / "plain", formats="all", quantizations="int8", data=mnist_path,
+                         calib_samples=100)
+    assert [a.file for a in plain.artifacts] == files and all(a.selective is None for a in plain.artifacts)
+    result = edgekit("--model", fragile, "--format", "all", "--quantize", "int8", "--data", mnist_path,
+                     "--calib-samples", 100, "--max-drop", 0.5, "--out", tmp_path / "kept")
+    assert result.exit_code == 0, result.output
+    artifacts = json.loads((tmp_path / "kept" / "manifest.json").read_text())["artifacts"]
+    assert [a["file"] for a in artifacts] == files
+    lines = [l for l in result.stdout.splitlines() if "--max-drop:" in l]
+    assert len(lines) == 2
+
+    x, y = load_holdout(mnist_path, None)  # the held-out images the search measured on, through the device's runtime
+    for artifact, line in zip(artifacts, lines):
+        selective, name = artifact["selective"], artifact["file"]
+        float_accuracy = selective["float_accuracy"]
+        plain_accuracy = 100 * np.mean(open_runner(tmp_path / "plain" / name).run(x).argmax(1) == y)
+        kept_accuracy = 100 * np.mean(open_runner(tmp_path / "kept" / name).run(x).argmax(1) == y)
+        # Without --max-drop int8 is broken; with --max-drop 0.5 it is within budget.
+        check(f"{name}: full int8 drop on the fragile model (points)", float_accuracy - plain_accuracy, ">", 20)
+        check(f"{name}: the search's own full-int8 drop (points)", selective["drop_int8"], ">", 20)
+        check(f"{name}: int8 drop after --max-drop 0.5 (points)", float_accuracy - kept_accuracy, "<=", 0.5)
+        assert selective["met"] and selective["drop"] <= 0.5
+        # The Dense and the layer reading its output stay float, and the report says so and what it cost.
+        assert selective["float_layers"][:2] == ["dense", "probabilities"], selective["float_layers"]
+        assert len(selective["float_layers"]) < 6  # a few layers, not the whole model
+        assert selective["ranking"][0]["unit"] == "dense"
+        assert 0 < artifact["bytes"] - selective["bytes"] < 20_000  # the file: the report's model plus the metadata
+        assert selective["bytes"] > selective["bytes_int8"] + 2_000_000  # the Dense's 803k weights in float32
+        assert selective["latency_ms"] > 0 and selective["latency_ms_int8"] > 0
+        assert read_metadata(tmp_path / "kept" / name)["selective"] == selective
+        assert "kept float: dense, probabilities" in line and " MB" in line and "ms/image" in line
+        # And the file really holds them in float: the Dense's 3136 x 256 kernel among its float32 weights.
+        assert float_weights(tmp_path / "plain" / name) < 10_000
+        assert float_weights(tmp_path / "kept" / name) >= 3136 * 256
+
+
+def float_weights(path) -> int:
+    """How many float32 constants (weights) the model file holds."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(path)).graph
+        return sum(int(np.prod(t.dims)) for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    return sum(int(np.prod(t.shape)) for g in model.subgraphs for t in g.tensors
+               if t.type == schema.TensorType.FLOAT32 and model.buffers[t.buffer].data is not None
+               and len(model.buffers[t.buffer].data))
 
 
 def test_a_sound_model_within_budget_keeps_every_layer_int8(small_model_path, mnist_path, tmp_path):
