@@ -15,9 +15,9 @@ re-measuring the accuracy after each, until the drop is within ``max_drop``. Wha
   (mean over the held-out images of sum |p_int8 - p_float| over the classes) falls when that unit alone is
   kept float. NNCF's metric-based ranker scores each group by the accuracy on a 300-image subset: a count of
   images, which ties. The per-layer statistics of TFLite's ``QuantizationDebugger`` (RMSE/scale, each op fed
-  the previous *quantized* output) were not used to rank: they are relative to each tensor's own scale, so a
-  tensor whose huge range rounds every other channel to zero shows ~0.3 steps, like a sound one
-  (docs/quantization.md has the measured rows).
+  the previous *quantized* output) were not used to rank: on the test's fragile model (a Dense whose output
+  range int8 cannot hold) they give that Dense 0.08 steps, the lowest of any op, and flag only the layer reading
+  it (1.41 steps), which kept float alone changes nothing (docs/quantization.md has the rows).
 - **A step that does not lower the output error is undone** (NNCF's step back), then the next unit is tried.
 
 TFLite goes through the converter's selective quantization: ``tf.lite.experimental.QuantizationDebugger``
