@@ -72,9 +72,10 @@ def _rename(graph, old: str, new: str) -> None:
         node.output[:] = [new if n == old else n for n in node.output]
 
 
-def quantize_int8(proto, images: np.ndarray, workdir: Path, exclude: Sequence[str] = ()):
+def quantize_int8(proto, images: np.ndarray, workdir: Path, exclude: Sequence[str] = (), preprocessed: Path | None = None):
     """Static QDQ int8 (``INT8_SCHEME``: per-channel 7-bit weights, int8 activations) calibrated on ``images``;
-    the nodes named in ``exclude`` (of ``preprocess``'s graph) stay float (``--max-drop``, export/selective.py)."""
+    the nodes named in ``exclude`` (of ``preprocess``'s graph, passed as ``preprocessed`` when already made) stay
+    float (``--max-drop``, export/selective.py)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -86,7 +87,7 @@ def quantize_int8(proto, images: np.ndarray, workdir: Path, exclude: Sequence[st
             batch = next(self._batches, None)
             return None if batch is None else {contract.INPUT_NAME: batch}
 
-    pre, dst = preprocess(proto, workdir), workdir / "int8.onnx"
+    pre, dst = preprocessed or preprocess(proto, workdir), workdir / "int8.onnx"
     quantize_static(
         str(pre), str(dst), Reader(),
         quant_format=QuantFormat.QDQ, per_channel=INT8_SCHEME["per_channel"], reduce_range=INT8_SCHEME["reduce_range"],

@@ -366,13 +366,16 @@ def onnx_within(model, float_proto, baseline, context, x: np.ndarray, y: np.ndar
 
     from edgekit.export.onnx import preprocess, quantize_int8
 
-    def quantize(nodes: Sequence[str]) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="selective-", dir=context.workdir) as tmp:
-            return quantize_int8(float_proto, context.calibration, Path(tmp), exclude=nodes).SerializeToString()
+    workdir = Path(tempfile.mkdtemp(prefix="selective-", dir=context.workdir))  # goes with the staging folder
+    pre = None
 
     def find_units() -> list[Unit]:
-        with tempfile.TemporaryDirectory(prefix="selective-", dir=context.workdir) as tmp:
-            return onnx_units(onnx.load(str(preprocess(float_proto, Path(tmp)))))
+        nonlocal pre
+        pre = preprocess(float_proto, workdir)  # once: every candidate is quantized from it
+        return onnx_units(onnx.load(str(pre)))
+
+    def quantize(nodes: Sequence[str]) -> bytes:
+        return quantize_int8(float_proto, context.calibration, workdir, exclude=nodes, preprocessed=pre).SerializeToString()
 
     flat, report = search(baseline.SerializeToString(), quantize, find_units, ".onnx", _keras_probabilities(model, x),
                           x, y, max_drop, Path(context.workdir))
