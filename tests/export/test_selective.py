@@ -151,3 +151,32 @@ def test_bad_max_drop(small_model_path, tmp_path, args, expected):
     assert len(lines) == 1 and lines[0].startswith("edgekit: error: ") and expected in lines[0], result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_unit_is_a_tensor_its_producer_and_every_reader_through_scale_sharing_ops():
+    from edgekit.export.selective import units_of
+
+    ops = [  # (type, node, inputs, outputs), as the calibrated TFLite graph lists them
+        ("CONV_2D", "conv_a", ["image"], ["a"]),
+        ("MAX_POOL_2D", "pool", ["a"], ["p"]),
+        ("SHAPE", "shape", ["p"], ["s"]),
+        ("RESHAPE", "flat", ["p", "s"], ["f"]),
+        ("FULLY_CONNECTED", "fc1", ["f"], ["h"]),
+        ("FULLY_CONNECTED", "fc2", ["h"], ["z"]),
+        ("SOFTMAX", "softmax", ["z"], ["out"]),
+    ]
+    units = {u.name: u.nodes for u in units_of(ops, lambda kind, node: node)}
+    assert units == {"conv_a": ("conv_a", "pool", "flat", "fc1"), "fc1": ("fc1", "fc2"), "fc2": ("fc2", "softmax"),
+                     "softmax": ("softmax",)}
+
+
+def test_held_out_images_are_balanced_and_never_calibration_images(mnist):
+    from edgekit.export.calibration import representative_images
+    from edgekit.export.selective import holdout_images
+
+    calibration = representative_images(mnist.x_train, mnist.y_train, 300)
+    x, y = holdout_images(mnist.x_train, mnist.y_train, calibration, 1000)
+    assert x.shape == (1000, 28, 28, 1) and np.bincount(y, minlength=10).tolist() == [100] * 10
+    assert not {img.tobytes() for img in x} & {img.tobytes() for img in calibration}
+    again, _ = holdout_images(mnist.x_train, mnist.y_train, calibration, 1000)
+    assert np.array_equal(x, again)  # seeded: the same images every export
