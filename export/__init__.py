@@ -100,6 +100,11 @@ def export_model(
     calibration = None
     if any(t.quantization is Quantization.INT8 for t in targets):
         calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
+    holdout = None
+    if options.max_drop is not None:
+        from edgekit.export.selective import load_holdout
+
+        holdout = load_holdout(options.data, calibration)
     folded, rewrites = model, {}
     if options.fold_bn and any(t.fold_bn for t in targets):
         from edgekit.export.fold import NAME, fold_and_prove
@@ -117,7 +122,8 @@ def export_model(
         workdir.mkdir()
         from edgekit.export.metadata import training_facts
 
-        context = ExportContext(options, source_sha, calibration, workdir=workdir, training=training_facts(model_path))
+        context = ExportContext(options, source_sha, calibration, workdir=workdir, training=training_facts(model_path),
+                                holdout=holdout)
         artifacts = []
         for t in targets:
             use_fold = bool(rewrites) and t.fold_bn
@@ -159,7 +165,8 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
     if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:
         raise ExportError(f"{target}: the metadata did not survive the export; nothing was written")
     artifact = Artifact(target.file, target.format.name, target.quantization.value, path.stat().st_size,
-                        sha256_file(path), inputs, outputs, round(seconds, 3), sorted(context.rewrites))
+                        sha256_file(path), inputs, outputs, round(seconds, 3), sorted(context.rewrites),
+                        meta.get("selective"))
     if on_artifact is not None:
         on_artifact(artifact)
     return artifact

@@ -68,13 +68,19 @@ def export(
         bool, typer.Option("--fold/--no-fold", help="Fold the post-ReLU BatchNormalization scales into the layer before "
                            "them for the dynamic/int8 exports (proven exact first; docs/quantization.md).")
     ] = True,
+    max_drop: Annotated[
+        Optional[float], typer.Option("--max-drop", metavar="POINTS", help="int8: accuracy points the artifact may lose "
+                                      "against the float model on held-out training images; over it, the most "
+                                      "sensitive layers stay float (docs/quantization.md).")
+    ] = None,
 ) -> None:
     """Export a trained model to TFLite and/or ONNX, with metadata inside every file and a manifest.json."""
     from edgekit.export.options import ExportOptions
 
     # Every option is checked against the format table before anything heavy is imported or loaded.
     options = ExportOptions(formats=_split(format) or DEFAULT_FORMATS, quantizations=_split(quantize),
-                            calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold)
+                            calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold,
+                            max_drop=max_drop)
     targets = options.targets
     out_dir = out if out is not None else model.parent / "export"
     typer.echo(f"edgekit export: {model} -> {out_dir}/ ({', '.join(str(t) for t in targets)})")
@@ -85,6 +91,10 @@ def export(
     def progress(a) -> None:
         folded = "  (BN folded)" if a.rewrites else ""
         typer.echo(f"  {a.format:<7}{a.quantization:<9}{_mb(a.bytes):>10}{a.export_seconds:>8.1f} s  {a.file}{folded}")
+        if a.selective:
+            from edgekit.export.selective import summary
+
+            typer.echo(f"    --max-drop: {summary(a.selective)}")
 
     with warnings.catch_warnings():  # the converters' UserWarnings are not the user's business here
         warnings.simplefilter("ignore")
