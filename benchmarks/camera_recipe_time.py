@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -35,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_recipe import side_by_side  # noqa: E402  (a sibling script)
+from train_recipe import side_by_side, write_results  # noqa: E402  (a sibling script)
 
 from edgekit.toolkit.recipes import BF16_RECIPES, RECIPES  # noqa: E402
 
@@ -115,14 +114,7 @@ def main(argv: list[str] | None = None) -> int:
           f"the pair: {args.passes:g} full pass(es) against {camera_passes:.3g} camera passes, side by side, "
           f"{precision}")
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({
-        "benchmark": "camera_recipe_time",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "shared machine; seconds are noisy, the pair is timed side by side"},
-        "command": "python benchmarks/camera_recipe_time.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    write_results(args.json, "camera_recipe_time", argv, {
         "precision": precision,
         "pool": {"crops": pool_metrics["camera_pool"]["crops"], "seconds": pool_seconds,
                  "run_cpu_seconds": round(pool_cpu, 1)},
@@ -134,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal": GOAL,
         "met": ratio <= GOAL,
         "out": str(out),
-    }, indent=2) + "\n")
-    os.replace(tmp, args.json)
-    print(f"wrote {args.json}")
+    })
     return 0
 
 

@@ -100,6 +100,22 @@ def side_by_side(out: Path, data: list[str], seed: int, runs: dict[str, list[str
     return tuple(json.loads((out / n / "metrics.json").read_text()) for n in runs)
 
 
+def write_results(path: Path, name: str, argv: list[str] | None, results: dict) -> None:
+    """``results`` as benchmarks/results JSON, after what ran where (written whole or not at all); says where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({
+        "benchmark": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "note": "shared machine; seconds are noisy, compare within one run"},
+        "command": f"python benchmarks/{name}.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **results,
+    }, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("EDGEKIT_DATA"), help="MNIST .npz or IDX folder")
@@ -211,15 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'met' if r['float32_full_epochs'] < FULL_EPOCHS else 'MISSED'}", end="")
         print()
 
-    results = args.json
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({
-        "benchmark": "train_recipe",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "shared machine; seconds are noisy, compare within one run"},
-        "command": "python benchmarks/train_recipe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    write_results(args.json, "train_recipe", argv, {
         "mode": mode,
         "precision": args.precision,
         "seeds": args.seeds,
@@ -231,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": pairs,
         "rows": rows,
         "out": str(out),
-    }, indent=2) + "\n")
-    os.replace(tmp, results)
-    print(f"wrote {results}")
+    })
     return 0
 
 
