@@ -17,6 +17,8 @@ import numpy as np
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES, check_samples
 from edgekit.export.formats import DEFAULT_FORMATS, Target, plan
+from edgekit.export.input_options import InputOptions
+from edgekit.runtime.contract import DIGIT, InputContract
 from edgekit.runtime.errors import OptionsError
 
 DEFAULT_OPSET = 17
@@ -41,6 +43,9 @@ class ExportOptions:
     fold_bn: bool = True
     """Fold each post-ReLU BatchNormalization's scale into the layer before it for the targets the format table
     marks (``export/fold.py``); proven exact on the float model before anything is written. ``--no-fold``: off."""
+    input: InputOptions = field(default_factory=InputOptions)
+    """The input contract's options (labels, colour order, pixel scale, resize and crop mode; ``input_options.py``);
+    what the model shows is inferred, the rest required (``model_spec.contract_for``)."""
 
     targets: tuple[Target, ...] = field(init=False, repr=False, compare=False)
     """The artifacts to produce, in order (``formats.plan``); set from ``formats`` and ``quantizations``."""
@@ -69,10 +74,12 @@ class ExportContext:
     options: ExportOptions
     source_sha256: str
     calibration: np.ndarray | None = field(default=None, repr=False)
-    """float32 (n, 28, 28, 1) training images; loaded (before any work) only when an int8 export is asked for."""
+    """float32 model-input images (n, H, W, C); loaded (before any work) only when an int8 export is asked for."""
     workdir: Path | None = None
     training: dict | None = None
     """The source run's recipe and test accuracy (``metadata.training_facts``), embedded in every artifact."""
     cache: dict = field(default_factory=dict, repr=False)
     rewrites: dict = field(default_factory=dict)
     """Graph rewrites applied to the model this artifact is exported from (name -> what it did), for the metadata."""
+    contract: InputContract = DIGIT
+    """What the model sees (``model_spec.contract_for``), written into every artifact's metadata."""
