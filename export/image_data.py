@@ -30,7 +30,12 @@ from edgekit.runtime.errors import DataError, first_line
 from edgekit.runtime.image_input import resize, scale_pixels, to_channels
 from edgekit.runtime.images import IMAGE_SUFFIXES, read_image
 
-MAX_IMAGES = 200_000  # a dataset larger than this is refused: memory stays bounded
+MAX_BYTES = 2_000_000_000  # model-sized pixels held at most: a larger dataset is refused, memory stays bounded
+
+
+def max_images(contract: InputContract) -> int:
+    """How many images of the model's size fit in MAX_BYTES."""
+    return max(1, MAX_BYTES // (contract.height * contract.width * contract.channels))
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,9 @@ def _load_folder(root: Path, contract: InputContract) -> ImageSet:
         for f in files:
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(f"{f}: not an image file ({', '.join(IMAGE_SUFFIXES)}); move it out of the class folder")
-            if len(images) >= MAX_IMAGES:
-                raise DataError(f"{root}: more than {MAX_IMAGES:,} images; pass a smaller dataset")
+            if len(images) >= max_images(contract):
+                raise DataError(f"{root}: more than {max_images(contract):,} images of the model's size (2 GB); "
+                                "pass a smaller dataset")
             try:
                 img, _ = read_image(f)
             except DataError as e:
@@ -144,8 +150,9 @@ def _load_npz(path: Path, contract: InputContract) -> ImageSet:
         raise DataError(f"{path}: not a readable .npz ({first_line(e)})") from None
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or not len(x):
         raise DataError(f"{path}: x is {x.dtype} {x.shape}; expected uint8 images (N, H, W) or (N, H, W, 1|3)")
-    if len(x) > MAX_IMAGES:
-        raise DataError(f"{path}: {len(x):,} images, more than {MAX_IMAGES:,}; pass a smaller dataset")
+    if len(x) > max_images(contract):
+        raise DataError(f"{path}: {len(x):,} images, more than the {max_images(contract):,} of the model's size that "
+                        "fit in 2 GB; pass a smaller dataset")
     channels = 1 if x.ndim == 3 else x.shape[3]
     if channels != contract.channels:
         raise DataError(f"{path}: images of {channels} channel(s) for a {contract.channels}-channel model")

@@ -178,18 +178,13 @@ def _row(name, fmt, quantization, size, metrics, probabilities, latency, through
     return result
 
 
-def folder_contract(export_dir: str | os.PathLike):
-    """The input contract the export folder's first artifact carries (the digit model's for one without), read from
-    its metadata alone, so a caller can load the right data before ``validate``; bad folders raise as there."""
-    from edgekit.runtime.contract import InputContract
-    from edgekit.runtime.metadata import read_metadata
-
+def folder_contract(export_dir: str | os.PathLike, threads: int | None = None):
+    """The input contract of the export folder's first artifact (the digit model's for one without metadata), so a
+    caller can load the right data before ``validate``; the artifact is loaded as ``validate`` loads it, so a bad
+    folder or file gets the same line as there."""
     export_dir = Path(export_dir)
     _, entries = read_export_folder(export_dir)
-    try:
-        return InputContract.from_metadata(read_metadata(export_dir / entries[0].file))
-    except ValueError as e:
-        raise ModelLoadError(f"{export_dir / entries[0].file}: {e}; re-export the model with edgekit export") from None
+    return load_artifact(export_dir / entries[0].file, threads=threads).contract
 
 
 def export_contract(classifiers, entries):
