@@ -306,3 +306,18 @@ def test_contract_options_are_checked_before_any_work():
         InputOptions(resize="squash")
     with pytest.raises(OptionsError, match="--mean takes 1 or 3"):
         InputOptions(mean="1,2")
+
+
+def test_the_camera_loop_runs_an_image_model(colour_digits, rescaling_export):
+    from edgekit.runtime.camera import IterSource, annotate, run_loop
+
+    clf = Classifier(rescaling_export / "model_float32.tflite")
+    frames = [cv2_bgr(np.kron(x, np.ones((4, 4, 1), np.uint8))) for x in colour_digits.x_test[::40]]  # 128x128
+    results = []
+    end = run_loop(IterSource(frames), clf, results.append)
+    assert end.frames == len(frames)
+    for result, frame in zip(results, frames):
+        line = result.to_dict()
+        assert line["digit"] is None and line["label"] == clf.classify(frame).label and line["box"] == [0, 0, 128, 128]
+        drawn = annotate(result)
+        assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)  # the box and label drawn on it
