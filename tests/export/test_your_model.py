@@ -321,3 +321,12 @@ def test_the_camera_loop_runs_an_image_model(colour_digits, rescaling_export):
         assert line["digit"] is None and line["label"] == clf.classify(frame).label and line["box"] == [0, 0, 128, 128]
         drawn = annotate(result)
         assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)  # the box and label drawn on it
+
+
+def test_a_three_channel_model_needs_its_colour_order_and_multi_is_for_digits(colour_digits, rescaling_export, tmp_path):
+    result = cli("export", "--model", colour_digits.rescaling_model, "--data", colour_digits.train_dir, "--out", tmp_path / "out")
+    assert "pass --color rgb" in one_error_line(result)
+    assert not (tmp_path / "out").exists()
+    image = sorted((colour_digits.test_dir / "one").iterdir())[0]
+    result = cli("predict", rescaling_export / "model_int8.tflite", image, "--multi")
+    assert "--multi reads every digit of a digit model" in one_error_line(result)
