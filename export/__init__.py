@@ -93,7 +93,7 @@ def export_model(
     written.
 
     ``options`` is an ``ExportOptions``; instead, its fields may be given as keywords (``formats``,
-    ``quantizations``, ``data``, ``calib_samples``, ``opset``, ``fold_bn``; see ``ExportOptions`` for each), not
+    ``quantizations``, ``data``, ``calib_samples``, ``opset``, ``fold_bn``, ``input``; see ``ExportOptions`` for each), not
     both. ``on_artifact`` is called with each artifact once it is produced (before the final rename), e.g. to
     print progress; ``on_contract`` with the input contract and the model's facts (``model_spec.ModelSpec``) once
     they are settled, before any conversion. Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file

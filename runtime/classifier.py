@@ -6,8 +6,14 @@
     clf.classify(frame, multi=True)                      # [Prediction, ...] left to right
     clf.classify([frame1, frame2])                       # one Prediction per frame, one batched inference
 
-The model's own metadata (written by ``edgekit export``) gives its labels, its input scale/offset and the
-polarity it expects; a model without metadata falls back to ``edgekit.runtime.contract`` and its tensors.
+The model's own metadata (written by ``edgekit export``) gives its input contract (``contract.InputContract``):
+labels, input size, colour order, scale/offset, resize mode, the polarity a digit model expects, and its crop mode.
+A ``digit`` model reads the digits ``find_digits`` finds; an ``image`` model (any other classifier,
+docs/your-model.md) classifies the whole frame or ROI, prepared by ``image_input.prepare``:
+
+    Classifier("flowers_int8.tflite").classify(frame)    # Prediction(digit=None, confidence=0.97, box=(0, 0, w, h), label="tulip")
+
+A model without metadata falls back to the digit contract (``edgekit.runtime.contract``) and its tensors.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def _float_input(x) -> np.ndarray:
 
 
 class Classifier:
-    """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow).
+    """An exported ``.tflite`` or ``.onnx`` classifier, run with LiteRT or ONNX Runtime (never TensorFlow).
 
     ``Classifier()`` without a path runs the model bundled with edgekit (an int8 TFLite; its metadata names the recipe)."""
 

@@ -18,14 +18,14 @@ EPOCHS = 4
 RECIPE = f"{DIGITS}/{SIZE}/{TRAIN_PER_CLASS}/{TEST_PER_CLASS}/{EPOCHS}/v1"
 
 
-def render(mnist_x: np.ndarray, seed: int) -> np.ndarray:
-    """uint8 (N, 28, 28) digits -> uint8 (N, 32, 32, 3) RGB: a bright ink colour over a dark ground, per image."""
+def render(mnist_x: np.ndarray, seed: int, size: int = SIZE) -> np.ndarray:
+    """uint8 (N, 28, 28) digits -> uint8 (N, size, size, 3) RGB: a bright ink colour over a dark ground, per image."""
     import cv2
 
     rng = np.random.default_rng(seed)
-    out = np.empty((len(mnist_x), SIZE, SIZE, 3), np.uint8)
+    out = np.empty((len(mnist_x), size, size, 3), np.uint8)
     for i, digit in enumerate(mnist_x):
-        a = cv2.resize(digit, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
+        a = cv2.resize(digit, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
         ink = rng.integers(140, 256, 3).astype(np.float32)
         ground = rng.integers(0, 70, 3).astype(np.float32)
         out[i] = np.clip(ground * (1 - a) + ink * a, 0, 255).astype(np.uint8)
