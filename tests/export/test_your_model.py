@@ -330,3 +330,35 @@ def test_a_three_channel_model_needs_its_colour_order_and_multi_is_for_digits(co
     image = sorted((colour_digits.test_dir / "one").iterdir())[0]
     result = cli("predict", rescaling_export / "model_int8.tflite", image, "--multi")
     assert "--multi reads every digit of a digit model" in one_error_line(result)
+
+
+def _without_metadata(path) -> bytes:
+    """A .tflite's flatbuffer with edgekit's metadata entry and its buffer emptied: the converted model alone."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    ours = [m for m in obj.metadata if (m.name.decode() if isinstance(m.name, bytes) else m.name) == "edgekit"]
+    obj.buffers[ours[0].buffer].data = None
+    obj.metadata = [m for m in obj.metadata if m not in ours]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
+def test_the_seed_cnn_through_the_image_path_gives_the_digit_paths_artifacts(small_model_path, mnist, tmp_path):
+    """The seed CNN exported as a plain image classifier (labels 0-9, gray, pixels / 255, calibrated on an x/y npz
+    of the same training images) converts to the same TFLite bytes, float32 and int8, as through today's digit
+    path; only the metadata's crop mode differs."""
+    n = 2000
+    data = tmp_path / "mnist-both.npz"  # the digit path reads x_train/y_train, the image path x/y: the same images
+    np.savez(data, x_train=mnist.x_train[:n], y_train=mnist.y_train[:n], x_test=mnist.x_test[:10],
+             y_test=mnist.y_test[:10], x=mnist.x_train[:n], y=mnist.y_train[:n])
+    labels = tmp_path / "digits.txt"
+    labels.write_text("\n".join(digit.LABELS))
+    common = dict(formats=["tflite"], quantizations=["none", "int8"], data=data, calib_samples=100)
+    export_model(small_model_path, tmp_path / "digit", ExportOptions(**common))
+    export_model(small_model_path, tmp_path / "image", ExportOptions(**common, input=InputOptions(
+        crop="image", labels=labels, color="gray", scale=BYTE)))
+    for name in ("model_float32.tflite", "model_int8.tflite"):
+        assert _without_metadata(tmp_path / "digit" / name) == _without_metadata(tmp_path / "image" / name), name
+        a, b = read_metadata(tmp_path / "digit" / name), read_metadata(tmp_path / "image" / name)
+        assert (a["input"]["crop"], b["input"]["crop"]) == ("digit", "image") and a["labels"] == b["labels"]
+        assert a["rewrites"] == b["rewrites"]
