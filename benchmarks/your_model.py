@@ -84,8 +84,7 @@ def small_gray(classes: int, size: int):
         keras.Input((size, size, 1), name="image"),
         layers.Conv2D(16, 3, activation="relu"), layers.BatchNormalization(momentum=0.9), layers.MaxPooling2D(),
         layers.Conv2D(32, 3, activation="relu"), layers.BatchNormalization(momentum=0.9), layers.MaxPooling2D(),
-        layers.Conv2D(32, 3, activation="relu"), layers.GlobalAveragePooling2D(),
-        layers.Dense(classes),
+        layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dense(classes),
     ], name="gray48")
     return model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 1 / 255
 

@@ -128,7 +128,8 @@ def export_model(
     if options.fold_bn and any(t.fold_bn for t in targets):
         from edgekit.export.fold import NAME, fold_and_prove
 
-        folded, report = fold_and_prove(model, calibration)  # ExportError before anything is written
+        # ExportError before anything is written
+        folded, report = fold_and_prove(model, calibration, logits=contract.scores == "logits")
         rewrites = {NAME: report.to_dict()} if report.applied else {}
     created = _make_out_dir(out_dir)
     try:

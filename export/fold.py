@@ -182,10 +182,14 @@ def check_batch(calibration: np.ndarray | None, n: int = CHECK_IMAGES,
     return np.where(rng.random(x.shape) < 0.8, 0.0, x).astype(np.float32)  # sparse strokes on black, like digits
 
 
-def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance: float = TOLERANCE) -> float:
-    """Raise ExportError unless both models give the same probabilities (max |Δp| <= tolerance) on ``images``."""
+def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance: float = TOLERANCE,
+          logits: bool = False) -> float:
+    """Raise ExportError unless both models give the same probabilities (max |Δp| <= tolerance) on ``images``;
+    a model whose output is ``logits`` is compared through a softmax, as the runtime reads it."""
     p0 = np.asarray(original.predict_on_batch(images), np.float64)
     p1 = np.asarray(rewritten.predict_on_batch(images), np.float64)
+    if logits:
+        p0, p1 = contract.softmax(p0), contract.softmax(p1)
     diff = float(np.abs(p0 - p1).max()) if np.isfinite(p1).all() and p0.shape == p1.shape else float("inf")
     report.max_abs_diff, report.check_images = diff, int(len(images))
     if not diff <= tolerance:
@@ -194,8 +198,9 @@ def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance
     return diff
 
 
-def fold_and_prove(model, calibration: np.ndarray | None):
-    """``fold_batchnorm`` then ``prove``; (rewritten model, report). The original is returned when nothing folds."""
+def fold_and_prove(model, calibration: np.ndarray | None, logits: bool = False):
+    """``fold_batchnorm`` then ``prove``; (rewritten model, report). The original is returned when nothing folds.
+    ``logits``: the model's output is logits (``model_spec``), proven through a softmax."""
     try:
         rewritten, report = fold_batchnorm(model)
     except ExportError:
@@ -203,5 +208,5 @@ def fold_and_prove(model, calibration: np.ndarray | None):
     except Exception as e:  # a model shape the rewrite did not foresee: say so, never half-export
         raise ExportError(f"BN fold failed ({type(e).__name__}: {first_line(e, 200)}); pass --no-fold to export without it") from None
     if report.applied:
-        prove(model, rewritten, check_batch(calibration, shape=tuple(model.input_shape[1:])), report)
+        prove(model, rewritten, check_batch(calibration, shape=tuple(model.input_shape[1:])), report, logits=logits)
     return rewritten, report

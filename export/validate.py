@@ -33,7 +33,7 @@ from edgekit.export.validation_report import (
     REFERENCE_NAME, RUN_FILES, SCHEMA, ArtifactResult, ValidationReport, format_markdown, format_table,
     write_report_file,
 )
-from edgekit.runtime.contract import to_model_input
+from edgekit.runtime.contract import softmax, to_model_input
 from edgekit.runtime.image_input import scale_pixels
 from edgekit.runtime.errors import ModelLoadError, OptionsError
 
@@ -200,9 +200,7 @@ def export_contract(classifiers, entries):
 def _softmax_of(predict):
     """A logits model's predictions as probabilities, as the runtime gives them (``Classifier``)."""
     def probabilities(x):
-        z = np.asarray(predict(x), np.float64)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(np.asarray(predict(x), np.float64)).astype(np.float32)
 
     return probabilities
 

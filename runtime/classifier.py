@@ -119,9 +119,7 @@ class Classifier:
 
     def _softmax_run(self, x: np.ndarray) -> np.ndarray:
         """A logits model's output as probabilities (its metadata says ``scores: logits``)."""
-        z = self._runner.run(x)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return contract.softmax(self._runner.run(x))
 
     def top(self, prediction: "Prediction", k: int = 1) -> list[tuple[str, float]]:
         """The ``k`` most likely classes of a prediction, (label, probability), best first."""

@@ -140,6 +140,13 @@ class InputContract:
                 raise ValueError(f"{name} has {len(value)} values for {self.channels} channel(s)")
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    """A logits model's scores as probabilities (rows of ``z``), as the device and ``validate`` read them."""
+    z = np.asarray(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _plain(v):
     return list(v) if isinstance(v, tuple) else v
 

@@ -55,6 +55,12 @@ def rescaling_export(colour_digits, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def rescaling_report(colour_digits, rescaling_export):
+    """``rescaling_export`` validated on the held-out folder (once for the module)."""
+    return validate(rescaling_export, data=colour_digits.test_dir, raise_on_failure=False, **FAST)
+
+
+@pytest.fixture(scope="module")
 def plain_export(colour_digits, tmp_path_factory):
     """The model without Rescaling (logits, BN after ReLU), pixels / 255 given as options, labels from a file."""
     root = tmp_path_factory.mktemp("plain")
@@ -103,11 +109,11 @@ def test_the_digit_model_refuses_image_options(small_model_path, tmp_path):
 # --- a model with a Rescaling layer: everything inferred but the colour order ---------------------------
 
 @pytest.mark.numeric
-def test_rescaling_model_exports_and_validates(colour_digits, rescaling_export):
+def test_rescaling_model_exports_and_validates(colour_digits, rescaling_export, rescaling_report):
     meta = read_metadata(rescaling_export / "model_int8.tflite")
     contract = InputContract.from_metadata(meta)
     assert contract == InputContract(32, 32, 3, "rgb", 1.0, 0.0, "stretch", "image", cd.NAMES, "probabilities")
-    report = validate(rescaling_export, data=colour_digits.test_dir, raise_on_failure=False, **FAST)
+    report = rescaling_report
     assert len(report.labels) == len(colour_digits.y_test) and report.class_names == cd.NAMES
     by_name = {a.name: a for a in report.artifacts}
     for name in ("model_float32.tflite", "model_float32.onnx"):
@@ -118,8 +124,8 @@ def test_rescaling_model_exports_and_validates(colour_digits, rescaling_export):
     assert data["labels"] == list(cd.NAMES) and data["images"] == len(colour_digits.y_test)
 
 
-def test_validate_reads_an_npz_as_well_as_a_folder(colour_digits, rescaling_export):
-    folder = validate(rescaling_export, data=colour_digits.test_dir, raise_on_failure=False, **FAST)
+def test_validate_reads_an_npz_as_well_as_a_folder(colour_digits, rescaling_export, rescaling_report):
+    folder = rescaling_report
     npz = validate(rescaling_export, data=colour_digits.test_npz, raise_on_failure=False, **FAST)
     order = np.argsort(npz.labels, kind="stable")  # the folder is read class by class, each class's files in turn
     np.testing.assert_array_equal(folder.labels, npz.labels[order])
