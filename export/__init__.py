@@ -124,6 +124,16 @@ def export_model(
             from edgekit.export.calibration import representative_set
 
             calibration = representative_set(images, contract, options.calib_samples)
+    holdout = None
+    if options.max_drop is not None:
+        from edgekit.export.selective import holdout_images, load_holdout
+
+        if contract.crop == "digit":
+            holdout = load_holdout(options.data, calibration)
+        else:  # the user's images, none of them a calibration image
+            from edgekit.runtime.image_input import scale_pixels
+
+            holdout = holdout_images(images.x, images.y, calibration, to_input=lambda x: scale_pixels(x, contract))
     folded, rewrites = model, {}
     if options.fold_bn and any(t.fold_bn for t in targets):
         from edgekit.export.fold import NAME, fold_and_prove
@@ -143,7 +153,7 @@ def export_model(
         from edgekit.export.metadata import training_facts
 
         context = ExportContext(options, source_sha, calibration, workdir=workdir, training=training_facts(model_path),
-                                contract=contract)
+                                holdout=holdout, contract=contract)
         artifacts = []
         for t in targets:
             use_fold = bool(rewrites) and t.fold_bn
@@ -185,7 +195,8 @@ def _export_one(model, target: Target, staging: Path, context: ExportContext, on
     if not meta or meta.get("format") != target.format.name or meta.get("quantization") != target.quantization.value:
         raise ExportError(f"{target}: the metadata did not survive the export; nothing was written")
     artifact = Artifact(target.file, target.format.name, target.quantization.value, path.stat().st_size,
-                        sha256_file(path), inputs, outputs, round(seconds, 3), sorted(context.rewrites))
+                        sha256_file(path), inputs, outputs, round(seconds, 3), sorted(context.rewrites),
+                        meta.get("selective"))
     if on_artifact is not None:
         on_artifact(artifact)
     return artifact

@@ -6,7 +6,8 @@ Layout (the contract with validate and the runtime)::
     {"edgekit_version", "source": {"path", "sha256"},
      "artifacts": [{"file", "format", "quantization", "bytes", "sha256",
                     "inputs": [{"name", "shape", "dtype", "quantization": {"scale", "zero_point"} | null}],
-                    "outputs": [...], "export_seconds", "rewrites": ["bn_fold"] | []}]}
+                    "outputs": [...], "export_seconds", "rewrites": ["bn_fold"] | [],
+                    "selective": {"float_layers", "drop_int8", "drop", ...} | null}]}
 
 Merging: exporting into a folder that already has a manifest FROM THE SAME SOURCE (same sha256) keeps the
 entries of artifacts this run did not produce (so ``--format tflite`` then ``--format onnx`` gives one
@@ -41,6 +42,7 @@ class Artifact:
     outputs: list[dict]
     export_seconds: float
     rewrites: list[str] = field(default_factory=list)  # graph rewrites applied before conversion (export/fold.py)
+    selective: dict | None = None  # --max-drop: the layers kept float, the drop, size and speed (export/selective.py)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -72,11 +73,12 @@ def _rename(graph, old: str, new: str) -> None:
         node.output[:] = [new if n == old else n for n in node.output]
 
 
-def quantize_int8(proto, images: np.ndarray, workdir: Path):
-    """Static QDQ int8 (``INT8_SCHEME``: per-channel 7-bit weights, int8 activations) calibrated on ``images``."""
+def quantize_int8(proto, images: np.ndarray, workdir: Path, exclude: Sequence[str] = (), preprocessed: Path | None = None):
+    """Static QDQ int8 (``INT8_SCHEME``: per-channel 7-bit weights, int8 activations) calibrated on ``images``;
+    the nodes named in ``exclude`` (of ``preprocess``'s graph, passed as ``preprocessed`` when already made) stay
+    float (``--max-drop``, export/selective.py)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -86,15 +88,24 @@ def quantize_int8(proto, images: np.ndarray, workdir: Path):
             batch = next(self._batches, None)
             return None if batch is None else {contract.INPUT_NAME: batch}
 
-    src, pre, dst = workdir / "float.onnx", workdir / "pre.onnx", workdir / "int8.onnx"
-    onnx.save(proto, str(src))
-    quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+    pre, dst = preprocessed or preprocess(proto, workdir), workdir / "int8.onnx"
     quantize_static(
         str(pre), str(dst), Reader(),
         quant_format=QuantFormat.QDQ, per_channel=INT8_SCHEME["per_channel"], reduce_range=INT8_SCHEME["reduce_range"],
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
     )
     return onnx.load(str(dst))
+
+
+def preprocess(proto, workdir: Path) -> Path:
+    """ONNX Runtime's ``quant_pre_process`` of the float graph (shape inference, fusions): what is quantized."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, pre = workdir / "float.onnx", workdir / "pre.onnx"
+    onnx.save(proto, str(src))
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+    return pre
 
 
 def describe(path: Path) -> tuple[list[dict], list[dict]]:
@@ -118,16 +129,24 @@ def export(model, out: Path, quantization: Quantization, context: ExportContext)
     if key not in context.cache:
         context.cache[key] = convert_float(model, context.options.opset).SerializeToString()
     proto = onnx.load_model_from_string(context.cache[key])
+    selective = None
     with tempfile.TemporaryDirectory(prefix="onnx-", dir=context.workdir or out.parent) as tmp:
         if quantization is Quantization.INT8:
-            proto = quantize_int8(proto, context.calibration, Path(tmp))
+            float_proto, proto = proto, quantize_int8(proto, context.calibration, Path(tmp))
+            if context.options.max_drop is not None:
+                from edgekit.export.selective import onnx_within
+
+                proto, selective = onnx_within(model, float_proto, proto, context, *context.holdout,
+                                               context.options.max_drop)
         probe = Path(tmp) / "probe.onnx"
         onnx.save(proto, str(probe))
         inputs, outputs = describe(probe)
     scheme = INT8_SCHEME if quantization is Quantization.INT8 else None
-    metadata.embed_onnx(proto, metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256,
-                                                  context.rewrites, training=context.training, int8_scheme=scheme,
-                                                  input_contract=context.contract))
+    meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites,
+                          training=context.training, int8_scheme=scheme, input_contract=context.contract)
+    if selective is not None:
+        meta["selective"] = selective.to_dict()
+    metadata.embed_onnx(proto, meta)
     onnx.checker.check_model(proto, full_check=True)
     write_atomic(out, proto.SerializeToString())
     return describe(out)

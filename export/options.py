@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES, check_samples
 from edgekit.export.formats import DEFAULT_FORMATS, Target, plan
 from edgekit.export.input_options import InputOptions
+from edgekit.export.selective import check_max_drop
 from edgekit.runtime.contract import DIGIT, InputContract
 from edgekit.runtime.errors import OptionsError
 
@@ -43,6 +44,9 @@ class ExportOptions:
     fold_bn: bool = True
     """Fold each post-ReLU BatchNormalization's scale into the layer before it for the targets the format table
     marks (``export/fold.py``); proven exact on the float model before anything is written. ``--no-fold``: off."""
+    max_drop: float | None = None
+    """Accuracy points the int8 artifacts may lose against the float model on held-out images; over it, the most
+    sensitive layers are kept in float (``export/selective.py``). None: every layer int8, as measured by validate."""
     input: InputOptions = field(default_factory=InputOptions)
     """The input contract's options (labels, colour order, pixel scale, resize and crop mode; ``input_options.py``);
     what the model shows is inferred, the rest required (``model_spec.contract_for``)."""
@@ -61,6 +65,10 @@ class ExportOptions:
         object.__setattr__(self, "data", None if self.data is None else str(self.data))
         object.__setattr__(self, "targets", tuple(plan(formats, quantizations)))
         check_samples(self.calib_samples)
+        object.__setattr__(self, "max_drop", check_max_drop(self.max_drop))
+        if self.max_drop is not None and not any(t.quantization.value == "int8" for t in self.targets):
+            raise OptionsError(f"--max-drop applies to int8 exports; add --quantize int8 (asked for: "
+                               f"{', '.join(str(t) for t in self.targets)})")
         if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise OptionsError(f"--opset must be an integer from {MIN_OPSET} to {MAX_OPSET}, got {self.opset!r}")
 
@@ -79,6 +87,8 @@ class ExportContext:
     training: dict | None = None
     """The source run's recipe and test accuracy (``metadata.training_facts``), embedded in every artifact."""
     cache: dict = field(default_factory=dict, repr=False)
+    holdout: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    """(images, labels) held out from calibration for ``--max-drop``; loaded only when it is set."""
     rewrites: dict = field(default_factory=dict)
     """Graph rewrites applied to the model this artifact is exported from (name -> what it did), for the metadata."""
     contract: InputContract = DIGIT

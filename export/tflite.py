@@ -100,8 +100,15 @@ def describe(model: bytes | Path) -> tuple[list[dict], list[dict]]:
 
 def export(model, out: Path, quantization: Quantization, context: ExportContext) -> tuple[list[dict], list[dict]]:
     flat = convert(model, quantization, context)
+    selective = None
+    if quantization is Quantization.INT8 and context.options.max_drop is not None:
+        from edgekit.export.selective import tflite_within
+
+        flat, selective = tflite_within(model, flat, context, *context.holdout, context.options.max_drop)
     inputs, outputs = describe(flat)
     meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites,
                           training=context.training, input_contract=context.contract)
+    if selective is not None:
+        meta["selective"] = selective.to_dict()
     write_atomic(out, metadata.embed_tflite(flat, meta))
     return describe(out)

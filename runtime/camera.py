@@ -2,7 +2,8 @@
 
 Sources: a camera index (``0``), a V4L2 device (``/dev/video0``), a video or image file, a stream URL
 (``rtsp://``, ``http://``), the Raspberry Pi camera through picamera2 (``picamera2``), or any iterable of
-numpy frames (tests, a custom capture). Whatever the source, ``run_loop`` releases it in a ``finally``.
+numpy frames (tests, a custom capture). Whatever the source, ``frame_loop`` releases it in a ``finally``: the
+one loop ``run_loop`` (classifying, ``edgekit webcam``) and the collecting loops (``edgekit collect``) run on.
 
 A live camera is read on its own thread, which keeps only the newest frame: the loop always classifies the
 latest picture, however long classifying takes, instead of working through frames that queued up in the
@@ -16,6 +17,7 @@ by OpenCV's open/read timeouts, so a vanished network camera ends the loop inste
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -285,37 +287,30 @@ def _in_turn(source: FrameSource, retries: int, delay: float, end: LoopEnd) -> I
         yield frame, time.perf_counter(), 0
 
 
-def run_loop(
+def frame_loop(
     source: FrameSource,
-    classifier: Classifier,
-    on_result: Callable[[FrameResult], bool | None],
-    roi: Box | None = None,
+    on_frame: Callable[[np.ndarray, float, int], bool | None],
     max_frames: int | None = None,
     retries: int = READ_RETRIES,
     retry_delay: float = RETRY_DELAY,
 ) -> LoopEnd:
-    """Classify frames until the source ends, ``max_frames`` are done or ``on_result`` returns True (stop).
+    """The frame loop ``edgekit webcam`` (``run_loop``) and ``edgekit collect`` both run on: ``on_frame(frame,
+    captured, dropped)`` for each frame until the source ends, ``max_frames`` are done or ``on_frame`` returns True
+    (stop). ``captured`` is when the frame was read off the source (``time.perf_counter``), ``dropped`` how many
+    frames were skipped for newer ones so far.
 
     A realtime source (a camera: ``source.realtime``, else ``source.live``) is read on its own thread and the loop
-    classifies the newest frame each time (``NewestFrame``); others are read frame by frame. The reading thread
+    takes the newest frame each time (``NewestFrame``); others are read frame by frame. The reading thread
     is stopped and the source released whatever happens (errors, Ctrl-C). Raises CameraError when a live source
     stops delivering frames."""
     end = LoopEnd(0, "")
-    stamps: deque[float] = deque(maxlen=30)
     reader = NewestFrame(source, retries, retry_delay, end) if getattr(source, "realtime", source.live) else None
     frames = iter(reader.take, None) if reader is not None else _in_turn(source, retries, retry_delay, end)
     try:
         for frame, captured, skipped in frames:
             end.dropped += skipped
-            start = time.perf_counter()
-            prediction = classifier.classify(frame, roi=roi)
-            now = time.perf_counter()
-            stamps.append(now)
-            fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
             end.frames += 1
-            stop = on_result(FrameResult(end.frames - 1, frame, prediction, fps, (now - start) * 1000.0,
-                                         (now - captured) * 1000.0, end.dropped))
-            if stop:
+            if on_frame(frame, captured, end.dropped):
                 end.reason = "stopped"
                 break
             if max_frames is not None and end.frames >= max_frames:
@@ -326,6 +321,32 @@ def run_loop(
             reader.close()
         source.release()
     return end
+
+
+def run_loop(
+    source: FrameSource,
+    classifier: Classifier,
+    on_result: Callable[[FrameResult], bool | None],
+    roi: Box | None = None,
+    max_frames: int | None = None,
+    retries: int = READ_RETRIES,
+    retry_delay: float = RETRY_DELAY,
+) -> LoopEnd:
+    """Classify frames until the source ends, ``max_frames`` are done or ``on_result`` returns True (stop):
+    ``frame_loop`` with the classifier, the frame rate and the latencies in each ``FrameResult``."""
+    stamps: deque[float] = deque(maxlen=30)
+    index = itertools.count()
+
+    def classify(frame: np.ndarray, captured: float, dropped: int) -> bool | None:
+        start = time.perf_counter()
+        prediction = classifier.classify(frame, roi=roi)
+        now = time.perf_counter()
+        stamps.append(now)
+        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        return on_result(FrameResult(next(index), frame, prediction, fps, (now - start) * 1000.0,
+                                     (now - captured) * 1000.0, dropped))
+
+    return frame_loop(source, classify, max_frames, retries, retry_delay)
 
 
 # -- drawing ------------------------------------------------------------------------------------------
@@ -365,5 +386,5 @@ def annotate(result: FrameResult, roi: Box | None = None) -> np.ndarray:
 
 __all__ = [
     "FrameResult", "FrameSource", "IterSource", "LoopEnd", "NO_DIGIT", "NewestFrame", "OpenCVSource", "Picamera2Source",
-    "annotate", "frames_with_retries", "open_source", "run_loop",
+    "annotate", "frame_loop", "frames_with_retries", "open_source", "run_loop",
 ]

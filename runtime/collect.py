@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from edgekit.runtime.camera import FrameSource, frames_with_retries
+from edgekit.runtime.camera import FrameSource, frame_loop
 from edgekit.runtime.collect_page import CROP_SCALE, HOLD, PAGE, SKIP, LabelDesk, collect_served, page_picture
 from edgekit.runtime.digit_store import (
     SUMMARY_FILE, DigitStore, SourceTally, boxed_frame, first_crop, label_from_name, parse_label,
@@ -50,31 +50,33 @@ def collect_frames(
 ) -> SourceTally:
     """Crops from a camera or video into ``store``: each one saved as ``label``, or as what ``choose`` says
     for the frame (a digit, None to skip, STOP to end). Frames with no digit are counted, not saved; ``choose``
-    still sees them (the window keeps showing the camera). The source is released whatever happens."""
+    still sees them (the window keeps showing the camera). Runs on ``camera.frame_loop``: a camera is read on its
+    own thread and each frame taken is its newest; the source is released whatever happens."""
     if (label is None) == (choose is None):
         raise OptionsError("collect_frames needs exactly one of label and choose")
     tally = SourceTally(source.name, name or source_name(source.name))
     store.tallies.append(tally)
-    try:
-        for frame in frames_with_retries(source):
-            if store.full:
-                break
-            tally.frames += 1
-            crop = first_crop(frame, store.roi)
-            if crop is None:
-                tally.no_digit += 1
-            choice = label if choose is None else choose(frame, crop, tally)
-            if choice == STOP:
-                break
-            if crop is None:
-                continue
-            if choice is None:
-                tally.skipped += 1
-                continue
-            store.save(crop.image, int(choice), tally.name)
-            tally.saved += 1
-    finally:
-        source.release()
+
+    def take(frame: np.ndarray, _captured: float, _dropped: int) -> bool:
+        if store.full:
+            return True
+        tally.frames += 1
+        crop = first_crop(frame, store.roi)
+        if crop is None:
+            tally.no_digit += 1
+        choice = label if choose is None else choose(frame, crop, tally)
+        if choice == STOP:
+            return True
+        if crop is None:
+            return False
+        if choice is None:
+            tally.skipped += 1
+            return False
+        store.save(crop.image, int(choice), tally.name)
+        tally.saved += 1
+        return False
+
+    frame_loop(source, take)
     return tally
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edgekit.runtime.camera import FrameSource, frames_with_retries
+from edgekit.runtime.camera import FrameSource, frame_loop
 from edgekit.runtime.contract import LABELS
 from edgekit.runtime.digit_store import DigitStore, SourceTally, boxed_frame, first_crop, source_name
 from edgekit.runtime.live_view import Pacer
@@ -121,34 +121,39 @@ def collect_served(source: FrameSource, store: DigitStore, desk: LabelDesk, hub,
     """Crops from a camera or video into ``store``, labelled on the page: each frame's picture goes to ``hub``
     (``serve.FrameHub``) with its frame number, its crop to ``desk``, which saves what the page posts.
     A live camera is not held up; a video file waits on each frame with a digit until the page labels or
-    skips it (as the window waits for a key). The source is released whatever happens."""
+    skips it (as the window waits for a key). Runs on ``camera.frame_loop``, paced by ``live_view.Pacer`` as
+    ``edgekit webcam`` is; the source is released whatever happens."""
     tally = SourceTally(source.name, name or source_name(source.name))
     store.tallies.append(tally)
     pacer = Pacer(source)
     shown = 0
+
+    def show(frame: np.ndarray, _captured: float, _dropped: int) -> bool:
+        nonlocal shown
+        if store.full or stopped():
+            return True
+        tally.frames += 1
+        crop = first_crop(frame, store.roi)
+        if crop is None:
+            tally.no_digit += 1
+        else:
+            shown += 1
+        n = desk.offer(None if crop is None else crop.image, tally)
+        ok, jpeg = cv2.imencode(".jpg", page_picture(frame, crop), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        hub.publish(jpeg.tobytes(), {"frame": n, "source": tally.name, "source_frame": tally.frames - 1,
+                                     "crop": crop is not None, "saved": store.saved,
+                                     "counts": dict(store.added), "waiting": crop is not None and not source.live})
+        if crop is not None and not source.live:
+            while not desk.wait_decision(n, 0.5) and not stopped() and not store.full:
+                pass
+            pacer.restart()
+        else:
+            pacer.wait()
+        tally.skipped = shown - tally.saved
+        return False
+
     try:
-        for frame in frames_with_retries(source):
-            if store.full or stopped():
-                break
-            tally.frames += 1
-            crop = first_crop(frame, store.roi)
-            if crop is None:
-                tally.no_digit += 1
-            else:
-                shown += 1
-            n = desk.offer(None if crop is None else crop.image, tally)
-            ok, jpeg = cv2.imencode(".jpg", page_picture(frame, crop), [cv2.IMWRITE_JPEG_QUALITY, 90])
-            hub.publish(jpeg.tobytes(), {"frame": n, "source": tally.name, "source_frame": tally.frames - 1,
-                                         "crop": crop is not None, "saved": store.saved,
-                                         "counts": dict(store.added), "waiting": crop is not None and not source.live})
-            if crop is not None and not source.live:
-                while not desk.wait_decision(n, 0.5) and not stopped() and not store.full:
-                    pass
-                pacer.restart()
-            else:
-                pacer.wait()
-            tally.skipped = shown - tally.saved
+        frame_loop(source, show)
     finally:
-        source.release()
         tally.skipped = shown - tally.saved
     return tally

@@ -1,7 +1,7 @@
 """What a frame loop does with its frames, for a person watching: ``Pacer`` plays a video file at its own frame
 rate, ``LiveView`` sends each of ``camera.run_loop``'s results to its sinks (JSON lines, a web view's hub, a
-window). ``edgekit webcam`` runs ``run_loop`` with a ``LiveView``; ``edgekit collect --serve`` paces its frames
-with the same ``Pacer``. numpy and cv2 only.
+window). ``edgekit webcam`` runs ``run_loop`` with a ``LiveView``; ``edgekit collect --serve`` runs the same loop
+(``camera.frame_loop``) and paces its frames with the same ``Pacer``. numpy and cv2 only.
 """
 
 from __future__ import annotations

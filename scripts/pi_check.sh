@@ -40,6 +40,8 @@
 # Wall time of each stage and what passed are printed at the end. Run as root (it may apt-get install
 # qemu-user-static); nothing on the host's dpkg is changed besides that.
 set -euo pipefail
+# One script of ~440 lines: its steps share the cache, the arm64 root and the installs, and run in one order; the
+# Python half is scripts/pi_check_helper.py.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HELPER="$REPO/scripts/pi_check_helper.py"

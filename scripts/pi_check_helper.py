@@ -14,6 +14,9 @@
   test-verdict JUNIT RC OUT           the emulated test stage: fails unless tests ran and all passed (none skipped)
   sizes ...                           device install vs workstation install, as JSON
   report ...                          the summary table and the JSON results file (written atomically)
+
+Why one file of ~700 lines: pi_check.sh copies one helper into the emulated Pi's root and calls it for every job;
+the jobs share its tolerances and readers, and one subcommand per job is what the shell script reads.
 """
 
 from __future__ import annotations

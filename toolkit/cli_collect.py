@@ -19,8 +19,8 @@ from edgekit.runtime.images import IMAGE_SUFFIXES
 from edgekit.runtime.sources import SourceKind, source_kind
 from edgekit.toolkit.cli_app import command, fail
 from edgekit.toolkit.cli_options import (
-    ALLOW_HOST, ROI, TOKEN, announce_token, check_max_pixels, has_display, parse_roi_option, quiet_opencv,
-    serve_address, start_server,
+    ALLOW_HOST, ROI, TOKEN, announce_token, check_max_pixels, has_display, max_pixels_option, parse_roi_option,
+    quiet_opencv, serve_address, start_server,
 )
 
 
@@ -48,7 +48,7 @@ def collect(
     labels_from_names: Annotated[bool, typer.Option("--labels-from-names", help="The label is the last _-separated part of each file's name (0042_7.jpg -> 7).")] = False,
     max_crops: Annotated[Optional[int], typer.Option("--max", help="Stop after saving this many crops.")] = None,
     roi: Annotated[Optional[str], ROI] = None,
-    max_pixels: Annotated[Optional[int], typer.Option("--max-pixels", help="Largest image or frame to accept, in pixels (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000).")] = None,
+    max_pixels: Annotated[Optional[int], max_pixels_option("Largest image or frame to accept, in pixels")] = None,
     serve: Annotated[Optional[str], typer.Option("--serve", metavar="HOST:PORT", help="Label on a web page instead of a window (a Pi without a screen): the crop, and buttons 0-9 that save it. Host 127.0.0.1 unless given.")] = None,
     allow_host: Annotated[Optional[List[str]], ALLOW_HOST] = None,
     token: Annotated[Optional[bool], TOKEN] = None,

@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES
-from edgekit.export.formats import DEFAULT_FORMATS
+from edgekit.export.formats import ALL, DEFAULT_FORMATS, FORMATS, Quantization
 from edgekit.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edgekit.toolkit.cli_app import command
 
@@ -24,6 +24,19 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
     return [v for value in values for v in value.split(",") if v.strip()]
 
 
+def _or(names) -> str:
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}"
+
+
+# The names come from the format table (not Typer choices: --format/--quantize take comma-separated lists and the
+# table's aliases, and a typo gets the nearest name).
+_FORMAT_HELP = f"{_or([*FORMATS, ALL])}; repeat or comma-separate for several."
+_QUANTIZE_HELP = (f"{_or([q.value for q in Quantization])}; repeat or comma-separate. Default: "
+                  + ", ".join(f"{f.name} -> {'+'.join(q.value for q in f.defaults)}" for f in FORMATS.values())
+                  + f", {ALL} -> every supported pair.")
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -32,14 +45,13 @@ def _mb(n: int) -> str:
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", metavar="PATH", help="The trained Keras model (RUN/model.keras).")] = DEFAULT_MODEL,
     format: Annotated[
-        List[str], typer.Option("--format", "-f", metavar="FORMAT", help="tflite, onnx or all; repeat or comma-separate for several.")
+        List[str], typer.Option("--format", "-f", metavar="FORMAT", help=_FORMAT_HELP)
     ] = list(DEFAULT_FORMATS),
     quantize: Annotated[
         Optional[List[str]],
         typer.Option(
             "--quantize", "-q", metavar="QUANT",
-            help="none, float16, dynamic or int8; repeat or comma-separate. Default: tflite -> none+int8, "
-                 "onnx -> none, all -> every supported pair.",
+            help=_QUANTIZE_HELP,
         ),
     ] = None,
     out: Annotated[
@@ -58,6 +70,11 @@ def export(
         bool, typer.Option("--fold/--no-fold", help="Fold the post-ReLU BatchNormalization scales into the layer before "
                            "them for the dynamic/int8 exports (proven exact first; docs/quantization.md).")
     ] = True,
+    max_drop: Annotated[
+        Optional[float], typer.Option("--max-drop", metavar="POINTS", help="int8: accuracy points the artifact may lose "
+                                      "against the float model on held-out training images; over it, the most "
+                                      "sensitive layers stay float (docs/quantization.md).")
+    ] = None,
     labels: Annotated[Optional[Path], typer.Option("--labels", metavar="FILE", help="Class names, one per line in the model's "
                                                    "output order (default: the --data folder's class folders).")] = None,
     color: Annotated[Optional[str], typer.Option("--color", metavar="ORDER", help="A 3-channel model's channel order: rgb "
@@ -80,7 +97,8 @@ def export(
     contract_options = InputOptions(labels=labels, color=color, scale=scale, offset=offset, mean=mean, std=std,
                                     resize=resize, crop=crop)
     options = ExportOptions(formats=_split(format) or DEFAULT_FORMATS, quantizations=_split(quantize),
-                            calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold, input=contract_options)
+                            calib_samples=calib_samples, opset=opset, data=data, fold_bn=fold,
+                            max_drop=max_drop, input=contract_options)
     targets = options.targets
     out_dir = out if out is not None else model.parent / "export"
     typer.echo(f"edgekit export: {model} -> {out_dir}/ ({', '.join(str(t) for t in targets)})")
@@ -91,6 +109,10 @@ def export(
     def progress(a) -> None:
         folded = "  (BN folded)" if a.rewrites else ""
         typer.echo(f"  {a.format:<7}{a.quantization:<9}{_mb(a.bytes):>10}{a.export_seconds:>8.1f} s  {a.file}{folded}")
+        if a.selective:
+            from edgekit.export.selective import summary
+
+            typer.echo(f"    --max-drop: {summary(a.selective)}")
 
     with warnings.catch_warnings():  # the converters' UserWarnings are not the user's business here
         warnings.simplefilter("ignore")

@@ -69,6 +69,13 @@ THREADS = typer.Option("--threads", help="Inference threads (default: the backen
 EXPORTED_MODEL = typer.Option("--model", "-m", help="An exported model: .tflite or .onnx (default: the bundled one).")
 
 
+def max_pixels_option(what: str):
+    """``--max-pixels``: ``what`` the limit does in this command, then its default."""
+    from edgekit.runtime.images import DEFAULT_MAX_PIXELS, ENV_MAX_PIXELS
+
+    return typer.Option("--max-pixels", help=f"{what} (default: ${ENV_MAX_PIXELS}, else {DEFAULT_MAX_PIXELS:,}).")
+
+
 def check_max_pixels(max_pixels: Optional[int]) -> None:
     """``--max-pixels``, when given, is a positive number of pixels (OptionsError otherwise)."""
     if max_pixels is not None and max_pixels < 1:

@@ -18,8 +18,8 @@ from edgekit.runtime.errors import EXIT_BAD_INPUT, EXIT_OK, EdgekitError, Option
 from edgekit.runtime.images import IMAGE_SUFFIXES
 from edgekit.toolkit.cli_app import command
 from edgekit.toolkit.cli_options import (
-    ALLOW_HOST, EXPORTED_MODEL, ROI, THREADS, TOKEN, announce_token, check_max_pixels, has_display, model_or_bundled,
-    parse_roi_option, quiet_opencv, serve_address, start_server,
+    ALLOW_HOST, EXPORTED_MODEL, ROI, THREADS, TOKEN, announce_token, check_max_pixels, has_display, max_pixels_option,
+    model_or_bundled, parse_roi_option, quiet_opencv, serve_address, start_server,
 )
 
 def _images(paths: List[Path]) -> list[Path]:
@@ -56,11 +56,8 @@ def predict(
     multi: Annotated[bool, typer.Option("--multi", help="Read every digit in the image, left to right.")] = False,
     roi: Annotated[Optional[str], ROI] = None,
     threads: Annotated[Optional[int], THREADS] = None,
-    max_pixels: Annotated[
-        Optional[int],
-        typer.Option("--max-pixels", help="Largest image to decode, in pixels; a larger JPEG is decoded reduced, "
-                                          "anything else refused (default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000)."),
-    ] = None,
+    max_pixels: Annotated[Optional[int], max_pixels_option(
+        "Largest image to decode, in pixels; a larger JPEG is decoded reduced, anything else refused")] = None,
     top: Annotated[Optional[int], typer.Option("--top", metavar="K", help="Also list the K most likely classes "
                                                "with their confidence (JSON: \"top\").")] = None,
 ) -> None:
@@ -163,11 +160,8 @@ def webcam(
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
     threads: Annotated[Optional[int], THREADS] = None,
     roi: Annotated[Optional[str], ROI] = None,
-    max_pixels: Annotated[
-        Optional[int],
-        typer.Option("--max-pixels", help="Largest frame to accept, in pixels; a source announcing more is refused "
-                                          "(default: $EDGEKIT_MAX_IMAGE_PIXELS, else 64,000,000)."),
-    ] = None,
+    max_pixels: Annotated[Optional[int], max_pixels_option(
+        "Largest frame to accept, in pixels; a source announcing more is refused")] = None,
 ) -> None:
     """Read digits from a camera live: a window (q or Esc quits), JSON lines (--headless) or a web page (--serve)."""
     if max_frames is not None and max_frames < 1:

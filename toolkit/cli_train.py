@@ -1,8 +1,10 @@
-"""`edgekit train` command(s); registered on the app (cli_app) when edgekit.toolkit.cli imports it."""
+"""`edgekit train` and `edgekit finetune`; registered on the app (cli_app) when edgekit.toolkit.cli imports it.
+
+`train --finetune MODEL --extra DIR` (the older spelling) still runs `finetune`, after a one-line note."""
 
 from __future__ import annotations
 
-import enum
+import inspect
 import os
 import sys
 import time
@@ -13,19 +15,8 @@ import typer
 
 from edgekit.runtime.errors import OptionsError
 from edgekit.toolkit.cli_app import command
-from edgekit.toolkit.precision import PRECISIONS
-from edgekit.toolkit.recipes import OPTIMIZERS, RECIPES, SCHEDULES
-
-
-def _choices(name: str, values) -> type[enum.Enum]:
-    """A Typer choice (a ``str`` enum) made from one of the library's lists, so the names live in one place."""
-    return enum.Enum(name, {v: v for v in values}, type=str)
-
-
-RecipeName = _choices("RecipeName", RECIPES)
-OptimizerName = _choices("OptimizerName", OPTIMIZERS)
-PrecisionName = _choices("PrecisionName", PRECISIONS)
-ScheduleName = _choices("ScheduleName", SCHEDULES)
+from edgekit.toolkit.precision import PrecisionChoice
+from edgekit.toolkit.recipes import Optimizer, RecipeName, Schedule
 
 
 _RECIPE_HELP = "seed: the notebook's (RMSprop, plateau annealer); default: same time as one seed epoch, ≥99 %; full: the best model on MNIST (augmented, several epochs); camera: the full recipe with a quarter of each batch cut from camera-like frames by the runtime (bold and thin strokes, print, light on dark) — for webcams."
@@ -41,24 +32,25 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step [recipe's].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Starting (plateau/constant) or peak (onecycle) learning rate [recipe's].")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random rotation, zoom and shift in the input pipeline (never in the saved model) [recipe's].")] = None,
-    optimizer: Annotated[Optional[OptimizerName], typer.Option(help="[recipe's]")] = None,
-    schedule: Annotated[Optional[ScheduleName], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="[recipe's]")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(help="plateau: the seed's ReduceLROnPlateau; onecycle: warm-up then cosine, per batch [recipe's].")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="[recipe's]")] = None,
     bn_momentum: Annotated[Optional[float], typer.Option(help="BatchNormalization momentum [recipe's].")] = None,
-    precision: Annotated[Optional[PrecisionName], typer.Option(help="auto: bfloat16 where the CPU (avx512_bf16/amx_bf16) or GPU has it natively, else float32; the saved model is float32 either way [recipe's: auto; the seed recipe float32].")] = None,
+    precision: Annotated[Optional[PrecisionChoice], typer.Option(help="auto: bfloat16 where the CPU (avx512_bf16/amx_bf16) or GPU has it natively, else float32; the saved model is float32 either way [recipe's: auto; the seed recipe float32].")] = None,
     val_split: Annotated[Optional[int], typer.Option(help="Training images held out (the last ones) for validation; the test set is used once, at the end [5000; 0 for a digit folder, whose held-out 20 % is its test set].")] = None,
     seed: Annotated[int, typer.Option(help="Seeds weights, data order and augmentation.")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N training images only (quick runs).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last completed epoch, with its stored options.")] = False,
-    finetune: Annotated[Optional[Path], typer.Option("--finetune", metavar="RUN/model.keras", help="Start from this trained model and fine-tune it on --extra (mixed with MNIST from --data).")] = None,
-    extra: Annotated[Optional[Path], typer.Option("--extra", metavar="DIR", help="With --finetune: your digits, DIR/<digit>/*.png (edgekit collect); a seeded 20 % of each digit is held out.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="With --finetune: optimizer steps, half of each batch your digits [300].")] = None,
+    # The older spelling of `edgekit finetune MODEL --extra DIR [--steps N]`: still taken, not listed.
+    finetune_from: Annotated[Optional[Path], typer.Option("--finetune", hidden=True)] = None,
+    extra: Annotated[Optional[Path], typer.Option("--extra", hidden=True)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", hidden=True)] = None,
 ) -> None:
     """Train the seed notebook's CNN on MNIST (or a digit folder) into a run folder (Ctrl-C saves; --resume
-    continues), or fine-tune a trained model on your own digits (--finetune RUN/model.keras --extra DIR)."""
+    continues). To fine-tune a trained model on your own digits: edgekit finetune."""
+    if finetune_from is not None or extra is not None or steps is not None:
+        return _train_finetune(ctx, finetune_from, extra, steps, data, out, batch_size, learning_rate, seed)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are not for our users
-    if finetune is not None or extra is not None or steps is not None:
-        return _finetune(ctx, finetune, extra, steps, data, out, batch_size, learning_rate, seed)
     if val_split is None:
         from edgekit.toolkit.data import is_digit_folder
 
@@ -99,24 +91,25 @@ def train(
     typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png, checkpoint.keras")
 
 
-_FINETUNE_TAKES = {"finetune", "extra", "steps", "data", "out", "batch_size", "learning_rate", "seed"}
-
-
-def _finetune(ctx, model, extra, steps, data, out, batch_size, learning_rate, seed) -> None:
-    given = [p.name for p in ctx.command.params
-             if p.name not in _FINETUNE_TAKES and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") != "DEFAULT"]
-    if given:
-        raise OptionsError(f"--finetune does not take {', '.join('--' + g.replace('_', '-') for g in given)}; "
-                           "it takes --extra, --steps, --batch-size, --learning-rate, --seed, --data and --out")
-    if model is None:
-        raise OptionsError("--extra and --steps fine-tune a model: add --finetune RUN/model.keras")
-    if extra is None:
-        raise OptionsError("--finetune needs --extra DIR, your digits (DIR/<digit>/*.png, as edgekit collect writes them)")
+@command("finetune")
+def finetune(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="The trained model to start from: RUN/model.keras, as edgekit train wrote it.")],
+    extra: Annotated[Path, typer.Option("--extra", metavar="DIR", help="Your digits, DIR/<digit>/*.png (edgekit collect); a seeded 20 % of each digit is held out.")],
+    data: Annotated[Optional[Path], typer.Option(help="MNIST, mixed into every batch and the test set: Keras-layout mnist.npz or a folder of the four IDX files (default: $EDGEKIT_DATA, then Keras' download).")] = None,
+    out: Annotated[Path, typer.Option(help="The new run folder: model.keras, metrics.json, history.json, curves.png, confusion.png.")] = Path("runs/finetuned"),
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps, half of each batch your digits [300].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [64].")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's peak rate, after a warm-up, then a cosine to 0 [1e-4].")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the batch order and augmentation (the held-out split has its own fixed seed).")] = 0,
+) -> None:
+    """Fine-tune a trained model on your own digits (a folder edgekit collect wrote) without forgetting MNIST:
+    every batch half yours, half MNIST; the result is an ordinary run folder for edgekit export and validate."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgekit.toolkit.finetune import FinetuneOptions, finetune as run
 
-    overrides = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
+    given = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
     options = FinetuneOptions(model=model, extra=extra, out=out, data=str(data) if data else None, seed=seed,
-                              **{k: v for k, v in overrides.items() if v is not None})
+                              **{k: v for k, v in given.items() if v is not None})
     options.check()
     note = lambda msg: typer.echo(f"edgekit: {msg}", err=True)  # noqa: E731
     started = time.perf_counter()
@@ -129,6 +122,23 @@ def _finetune(ctx, model, extra, steps, data, out, batch_size, learning_rate, se
     typer.echo(f"fine-tuned {f['steps']} steps in {_duration(result.metrics['train_seconds'])} "
                f"({f['cpu_seconds']:.0f} s CPU); {_duration(time.perf_counter() - started)} in all")
     typer.echo(f"run folder {result.out}: model.keras, metrics.json, history.json, curves.png, confusion.png")
+
+
+def _train_finetune(ctx, model, extra, steps, data, out, batch_size, learning_rate, seed) -> None:
+    """`train --finetune MODEL --extra DIR`: `finetune` under its older name. What `finetune` takes is read from
+    its signature; a training option given beside it is refused, as it would be ignored."""
+    typer.echo("edgekit: note: `train --finetune MODEL --extra DIR` is now `edgekit finetune MODEL --extra DIR`", err=True)
+    takes = set(inspect.signature(finetune).parameters)
+    given = [p.name for p in ctx.command.params if p.name not in takes | {"finetune_from"}
+             and getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") != "DEFAULT"]
+    if given:
+        raise OptionsError(f"--finetune does not take {', '.join('--' + g.replace('_', '-') for g in given)}; "
+                           "see `edgekit finetune --help` for what it takes")
+    if model is None:
+        raise OptionsError("--extra and --steps fine-tune a model: add --finetune RUN/model.keras")
+    if extra is None:
+        raise OptionsError("--finetune needs --extra DIR, your digits (DIR/<digit>/*.png, as edgekit collect writes them)")
+    finetune(model, extra, data=data, out=out, steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
 
 
 def _progress_bar():

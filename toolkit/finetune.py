@@ -34,7 +34,8 @@ import numpy as np
 from edgekit.runtime.contract import LABELS, NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
 from edgekit.toolkit.run_folder import MODEL_FILE, environment, holds_a_run, test_metrics, write_run
-from edgekit.toolkit.train import RunResult, TrainingInterrupted, augment_batch
+from edgekit.toolkit.batches import augment_batch
+from edgekit.toolkit.train import RunResult, TrainingInterrupted
 
 STEPS_PER_EPOCH = 50  # steps between the history's points (held-out accuracy, curves.png)
 WARMUP = 0.1  # of the steps, spent raising the learning rate from learning_rate/25
@@ -61,7 +62,7 @@ class FinetuneOptions:
     """Adam's peak rate: reached after a warm-up over the first WARMUP of the steps, then a cosine to 0."""
     label_smoothing: float = 0.1
     augment: bool = True
-    """Small random rotation, zoom and shift of the user's crops (train.augment_batch)."""
+    """Small random rotation, zoom and shift of the user's crops (batches.augment_batch)."""
     blend: float = 0.5
     """The saved weights: start + blend * (fine-tuned - start). 1 keeps the fine-tuned weights as they are;
     0.5 keeps nearly all of what they learned on the user's digits and nearly nothing of what they forgot
@@ -109,17 +110,17 @@ def check_seed_network(model, path: Path) -> None:
     for i, (h, w) in enumerate(zip(have, want)):
         if h != w:
             raise ModelLoadError(f"{path}: not the seed's network (layer {i + 1} is {h}, expected {w}); "
-                                 "--finetune starts from a model.keras written by edgekit train")
+                                 "edgekit finetune starts from a model.keras written by edgekit train")
     raise ModelLoadError(f"{path}: not the seed's network ({len(have)} layers, input {shape_in[1:]}, expected "
-                         f"{len(want)} layers on (28, 28, 1)); --finetune starts from a model.keras written by edgekit train")
+                         f"{len(want)} layers on (28, 28, 1)); edgekit finetune starts from a model.keras written by edgekit train")
 
 
 def _load_model(path: Path):
     from edgekit.export.keras_model import load_keras
 
     if not path.is_file():
-        raise ModelLoadError(f"{path}: no such model file; pass --finetune RUN/model.keras (train one with edgekit train)")
-    model = load_keras(path, "pass --finetune with the model.keras edgekit train wrote")
+        raise ModelLoadError(f"{path}: no such model file; give the RUN/model.keras edgekit train wrote")
+    model = load_keras(path, "give the RUN/model.keras edgekit train wrote")
     check_seed_network(model, path)
     return model
 
@@ -153,7 +154,7 @@ def finetune(
                         "crops; collect at least two of a digit")
     mnist = load_mnist(options.data)
     if mnist.kind != "mnist":
-        raise OptionsError(f"--data {options.data}: a digit folder; --finetune mixes in MNIST (.npz or IDX folder), "
+        raise OptionsError(f"--data {options.data}: a digit folder; fine-tuning mixes in MNIST (.npz or IDX folder), "
                            "the user's digits go in --extra")
     xu, yu = user.x[train_idx], user.y[train_idx].astype(np.int64)
     xh, yh = user.x[held_idx], user.y[held_idx].astype(np.int64)

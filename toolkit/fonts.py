@@ -45,7 +45,7 @@ def dejavu_path(face: str) -> Path:
 
 
 @lru_cache(maxsize=None)
-def _dejavu_bitmap(face: str, digit: int) -> np.ndarray:
+def dejavu_bitmap(face: str, digit: int) -> np.ndarray:
     """``digit`` in a DejaVu face, uint8 coverage about CANVAS px tall, tightly cropped (cached: fonts are fixed)."""
     from matplotlib.ft2font import FT2Font
 
@@ -57,7 +57,8 @@ def _dejavu_bitmap(face: str, digit: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def _hershey_bitmap(digit: int, font: int, italic: bool, thickness: int) -> np.ndarray:
+def hershey_bitmap(digit: int, font: int, italic: bool, thickness: int) -> np.ndarray:
+    """``digit`` in an OpenCV Hershey font, uint8 coverage about CANVAS px tall, tightly cropped (cached)."""
     canvas = np.zeros((2 * CANVAS, 2 * CANVAS), np.uint8)
     face = font | (cv2.FONT_ITALIC if italic else 0)
     scale = cv2.getFontScaleFromHeight(face, CANVAS, thickness)
@@ -122,9 +123,9 @@ def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke
         family = "hershey" if rng.random() < 0.5 else "dejavu"
     if family == "hershey":
         face = (HERSHEY_FONTS[int(rng.integers(len(HERSHEY_FONTS)))], bool(rng.random() < 0.3), int(rng.integers(1, 4)))
-        draw = _hershey_bitmap
+        draw = hershey_bitmap
     elif family == "dejavu":
-        face, draw = (DEJAVU_FACES[int(rng.integers(len(DEJAVU_FACES)))],), _dejavu_bitmap
+        face, draw = (DEJAVU_FACES[int(rng.integers(len(DEJAVU_FACES)))],), dejavu_bitmap
     else:
         raise ValueError(f"unknown font family {family!r}; use hershey, dejavu or any")
     if stroke is None:
@@ -134,7 +135,7 @@ def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke
 
 @lru_cache(maxsize=None)
 def _centre_line(family: str, digit: int, face: tuple) -> np.ndarray:
-    return skeleton(_hershey_bitmap(digit, *face) if family == "hershey" else _dejavu_bitmap(*face, digit))
+    return skeleton(hershey_bitmap(digit, *face) if family == "hershey" else dejavu_bitmap(*face, digit))
 
 
 def shape_glyph(bitmap: np.ndarray, rng: np.random.Generator, height: float, rotation: float = 8.0,

@@ -20,11 +20,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from edgekit.runtime.errors import OptionsError
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+
+class PrecisionChoice(str, Enum):
+    """What a recipe asks for (``Recipe.precision``, ``edgekit train --precision``); ``choose`` resolves it."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
+PRECISIONS = tuple(p.value for p in PrecisionChoice)  # the names, to check a plain string against
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPUINFO = Path("/proc/cpuinfo")
 CPUINFO_ENV = "EDGEKIT_CPUINFO"  # read the CPU flags from this file instead (to see what another machine would pick)

@@ -1,6 +1,7 @@
 """The training recipes: what a run can vary (``Recipe``), the named presets (``RECIPES``, and ``BF16_RECIPES``
-where training runs in bfloat16), and the optimizer and schedule names — the one list of each, which
-``edgekit train``'s choices are made from. Light to import (no TensorFlow): the CLI reads it to build its options.
+where training runs in bfloat16), and the recipe, optimizer and schedule names as ``str`` enums (``RecipeName``,
+``Optimizer``, ``Schedule``) — the one list of each, which ``edgekit train`` uses as its choices. Light to import
+(no TensorFlow): the CLI reads it to build its options.
 """
 
 from __future__ import annotations
@@ -8,12 +9,30 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 from edgekit.runtime.errors import OptionsError
 from edgekit.toolkit.precision import PRECISIONS
 
-OPTIMIZERS = ("rmsprop", "adam", "adamw")
-SCHEDULES = ("plateau", "onecycle", "constant")
+
+class Optimizer(str, Enum):
+    """What a recipe trains with (``Recipe.optimizer``)."""
+
+    RMSPROP = "rmsprop"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class Schedule(str, Enum):
+    """How a recipe's learning rate moves (``Recipe.schedule``)."""
+
+    PLATEAU = "plateau"
+    ONECYCLE = "onecycle"
+    CONSTANT = "constant"
+
+
+OPTIMIZERS = tuple(o.value for o in Optimizer)  # the names, to check a plain string against
+SCHEDULES = tuple(s.value for s in Schedule)
 
 
 @dataclass(frozen=True)
@@ -119,3 +138,7 @@ BF16_RECIPES: dict[str, Recipe] = {
     # 16 instead of 9, as the full recipe's 14 for 8: ~1.14x the full recipe's steps, plus the pool.
     "camera": dataclasses.replace(RECIPES["camera"], epochs=16),
 }
+
+RecipeName = Enum("RecipeName", {name: name for name in RECIPES}, type=str)
+RecipeName.__doc__ = "The presets' names (``RECIPES``' keys), as a ``str`` enum: ``edgekit train --recipe``'s choices."
+

@@ -1,4 +1,4 @@
-"""A run folder: the files ``edgekit train`` and ``edgekit train --finetune`` write, and how they write them.
+"""A run folder: the files ``edgekit train`` and ``edgekit finetune`` write, and how they write them.
 
     RUN/model.keras     the trained model (float32, uncompiled)     RUN/history.json    per-epoch figures
     RUN/curves.png      loss and accuracy per epoch                 RUN/confusion.png   the test set's confusion

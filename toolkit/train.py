@@ -8,11 +8,11 @@ far), so an interrupted run continues with ``resume=True``. Every file is writte
 
 The data: the last ``val_split`` training images are held out for validation (the seed tuned its annealer
 on the test set); ``limit`` takes the first N of the rest. The test set is touched once, at the end.
-Augmentation (small random rotation, zoom, shift) lives in the tf.data pipeline only, never in the model.
+The batches (seeded order, augmentation) are ``batches.py``'s, made in the tf.data pipeline only, never in the model.
 
-Why one module of ~500 lines: the run, its seeded and resumable data order, its checkpointing callbacks and its
-resume are one piece of state (a resumed run must draw exactly the batches and dropout masks the uninterrupted one
-would have); the recipes are ``recipes.py``, the run folder's files ``run_folder.py``.
+Why one module of ~450 lines: the run, its checkpointing callbacks and its resume are one piece of state (a resumed
+run must restore exactly the epoch, history, optimizer and dropout masks the uninterrupted one would have had);
+the recipes are ``recipes.py``, the batches ``batches.py``, the run folder's files ``run_folder.py``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgekit.runtime.contract import NUM_CLASSES, PIXEL_OFFSET, PIXEL_SCALE, to_model_input
+from edgekit.runtime.contract import NUM_CLASSES, to_model_input
 from edgekit.runtime.errors import EXIT_INTERRUPTED, EdgekitError, OptionsError, first_line
 from edgekit.runtime.files import atomic_path, write_json
+from edgekit.toolkit.batches import epoch_spans, pipeline
 from edgekit.toolkit.model import build_model, training_batch_norm
 from edgekit.toolkit.precision import Precision, check_runs, choose, float32_copy
 from edgekit.toolkit.recipes import (  # noqa: F401  (RECIPES, Recipe: also edgekit.toolkit.train's names)
-    AUGMENT_ROTATION, AUGMENT_SHIFT, AUGMENT_ZOOM, BF16_RECIPES, RECIPES, Recipe,
+    BF16_RECIPES, RECIPES, Optimizer, Recipe, Schedule,
 )
 from edgekit.toolkit.run_folder import (
     CAMERA_POOL_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE, MODEL_FILE, environment, holds_a_run, save_model, test_metrics,
@@ -213,7 +214,7 @@ def train(
 
     saver = _EpochSaver(keras, out, options, mnist.sha256, history, elapsed_before)
     cbs: list[Any] = [saver]
-    if recipe.schedule == "plateau":
+    if recipe.schedule == Schedule.PLATEAU:
         monitor = "val_accuracy" if validation else "accuracy"
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=3, factor=0.5, min_lr=1e-5))
     budget = _Budget(keras, options.max_seconds - elapsed_before) if options.max_seconds else None
@@ -225,11 +226,11 @@ def train(
         # Whole epochs in one fit, then a fractional last epoch (if any) in a second one with fewer steps:
         # the optimizer, its schedule and the compiled step carry over; callbacks see the planned epochs.
         planned = math.ceil(total_steps / steps_per_epoch)
-        for epochs, steps in _epoch_spans(initial_epoch, total_steps, steps_per_epoch):
+        for epochs, steps in epoch_spans(initial_epoch, total_steps, steps_per_epoch):
             if budget and budget.stopped_at is not None:
                 break
             model.fit(
-                _pipeline(x_train, y_train, recipe, options.seed, epochs, steps, steps_per_epoch, pool),
+                pipeline(x_train, y_train, recipe, options.seed, epochs, steps, steps_per_epoch, pool),
                 epochs=planned,
                 initial_epoch=epochs.start,
                 steps_per_epoch=steps,
@@ -287,7 +288,7 @@ def _split(mnist, options: TrainOptions):
 def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
     model = build_model(bn_momentum=recipe.bn_momentum, dtype=precision.keras_policy, fused_bn=True)
     lr: Any = recipe.learning_rate
-    if recipe.schedule == "onecycle":
+    if recipe.schedule == Schedule.ONECYCLE:
         warmup = int(recipe.warmup * total_steps)
         lr = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=recipe.learning_rate / 25 if warmup else recipe.learning_rate,
@@ -296,9 +297,9 @@ def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
             warmup_target=recipe.learning_rate if warmup else None,
             warmup_steps=warmup,
         )
-    if recipe.optimizer == "rmsprop":
+    if recipe.optimizer == Optimizer.RMSPROP:
         optimizer = keras.optimizers.RMSprop(lr, rho=0.9, epsilon=1e-8)
-    elif recipe.optimizer == "adamw":
+    elif recipe.optimizer == Optimizer.ADAMW:
         optimizer = keras.optimizers.AdamW(lr, weight_decay=recipe.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(lr)
@@ -308,55 +309,6 @@ def _compile(keras, recipe: Recipe, total_steps: int, precision: Precision):
         metrics=["accuracy"],
     )
     return model
-
-
-def _epoch_spans(initial_epoch: int, total_steps: int, steps_per_epoch: int) -> list[tuple[range, int]]:
-    """(epochs, steps in each) still to train: the whole epochs, then a shorter last one if the recipe's
-    epochs end in a fraction. ``total_steps`` 1,460 of 859 a epoch -> [(range(0, 1), 859), (range(1, 2), 601)]."""
-    whole, rest = divmod(total_steps, steps_per_epoch)
-    spans = [(range(initial_epoch, whole), steps_per_epoch)] if initial_epoch < whole else []
-    if rest:
-        spans.append((range(whole, whole + 1), rest))
-    return spans
-
-
-def _pipeline(x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: range, steps: int,
-              steps_per_epoch: int, pool=None):
-    """``steps`` batches for each of ``epochs`` from a seeded per-epoch order, so a resumed run sees what the
-    uninterrupted one would have. uint8 -> float per the contract; augmentation per batch, seeded by the
-    step's number in the whole run (epoch * steps_per_epoch + step). With a camera ``pool``, the last
-    ``recipe.camera`` share of every batch is pool crops, drawn by a generator seeded by (seed, epoch, 1)."""
-    import tensorflow as tf
-
-    order = np.concatenate([_epoch_order(len(x), 0 if pool is None else len(pool.y), recipe, seed, epoch, steps)
-                            for epoch in epochs])
-    if pool is not None:
-        x, y = np.concatenate([x, pool.x]), np.concatenate([y, pool.y])
-    images = tf.constant(x)
-    onehot = tf.constant(np.eye(NUM_CLASSES, dtype=np.float32)[y])
-    first_step = epochs.start * steps_per_epoch
-
-    @tf.autograph.experimental.do_not_convert  # plain graph code; no Python control flow on tensors
-    def batch(step, idx):
-        xb = tf.cast(tf.gather(images, idx), tf.float32)[..., None] * PIXEL_SCALE + PIXEL_OFFSET
-        if recipe.augment:
-            xb = augment_batch(xb, tf.stack([tf.constant(seed, tf.int64), first_step + step]))
-        return xb, tf.gather(onehot, idx)
-
-    ds = tf.data.Dataset.from_tensor_slices(order).batch(recipe.batch_size, drop_remainder=True).enumerate()
-    return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-
-
-def _epoch_order(n: int, n_pool: int, recipe: Recipe, seed: int, epoch: int, steps: int) -> np.ndarray:
-    """One epoch's image indices, batch after batch: MNIST's (0..n-1) in a seeded shuffle, and with a camera
-    pool the last ``camera`` share of each batch from the pool (indices from n on)."""
-    b = recipe.batch_size
-    k = int(round(recipe.camera * b)) if n_pool else 0
-    order = np.random.default_rng([seed, epoch]).permutation(n)[: steps * (b - k)]
-    if not k:
-        return order
-    crops = n + np.random.default_rng([seed, epoch, 1]).integers(n_pool, size=steps * k)
-    return np.concatenate([order.reshape(steps, b - k), crops.reshape(steps, k)], axis=1).ravel()
 
 
 def _camera_pool(out: Path, x: np.ndarray, y: np.ndarray, options: TrainOptions, say: Callable[[str], None]):
@@ -378,33 +330,6 @@ def _camera_pool(out: Path, x: np.ndarray, y: np.ndarray, options: TrainOptions,
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, x=pool.x, y=pool.y, source=pool.source, seed=options.seed, seconds=seconds)
     return pool, seconds
-
-
-def augment_batch(images, seed):
-    """Random rotation (±AUGMENT_ROTATION°), zoom (±AUGMENT_ZOOM) and shift (±AUGMENT_SHIFT of the side)
-    of a float batch (B, H, W, 1), one affine warp per image, black fill; stateless, keyed by ``seed``."""
-    import tensorflow as tf
-
-    b = tf.shape(images)[0]
-    h = tf.cast(tf.shape(images)[1], tf.float32)
-    w = tf.cast(tf.shape(images)[2], tf.float32)
-    u = tf.random.stateless_uniform([4, b], seed=seed, minval=-1.0, maxval=1.0)
-    angle = u[0] * (AUGMENT_ROTATION * math.pi / 180)
-    scale = 1.0 + u[1] * AUGMENT_ZOOM
-    tx, ty = u[2] * AUGMENT_SHIFT * w, u[3] * AUGMENT_SHIFT * h
-    # Output pixel (x, y) samples input at R(-angle)/scale * ((x, y) - centre - shift) + centre.
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
-    cx, cy = (w - 1) / 2, (h - 1) / 2
-    a0, a1 = cos, sin
-    b0, b1 = -sin, cos
-    a2 = cx - a0 * (cx + tx) - a1 * (cy + ty)
-    b2 = cy - b0 * (cx + tx) - b1 * (cy + ty)
-    zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
-    )
 
 
 def _metrics(keras, probabilities, mnist, options, history, train_seconds, saver, budget, n_train, steps) -> dict:

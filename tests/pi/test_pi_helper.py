@@ -1,4 +1,6 @@
-"""The Pi check's comparison and its pytest plugin, without qemu: they must catch a mismatch, not just pass."""
+"""The Pi check's comparison and its pytest plugin, without qemu: they must catch a mismatch, not just pass.
+
+One file of ~400 lines because it tests one script (scripts/pi_check_helper.py), a job after another."""
 
 from __future__ import annotations
 

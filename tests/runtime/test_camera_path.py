@@ -120,7 +120,7 @@ def test_fonts_come_from_matplotlibs_own_files_only():
     for face in fonts.DEJAVU_FACES:
         assert fonts.dejavu_path(face).parent == root
         for digit in range(10):
-            bitmap = fonts._dejavu_bitmap(face, digit)
+            bitmap = fonts.dejavu_bitmap(face, digit)
             assert abs(bitmap.shape[0] - fonts.CANVAS) < 0.2 * fonts.CANVAS and bitmap.max() == 255
     with pytest.raises(FileNotFoundError, match="matplotlib ships no"):
         fonts.dejavu_path("Arial")

@@ -2,7 +2,10 @@
 loopback sockets (issue 26): one Host/Origin policy on every request, an access token, one JSON line for every
 refused request and never a traceback, slots a slow client cannot hold, and SIGTERM ending `collect` like Ctrl-C.
 
-Every server here binds 127.0.0.1; nothing leaves the machine."""
+Every server here binds 127.0.0.1; nothing leaves the machine.
+
+Why one file of ~500 lines: every test attacks the one security boundary of runtime/serve.py (one module for the
+same reason), and the attacks read best side by side."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import pytest
 
 from edgekit.runtime.errors import OptionsError
 from edgekit.toolkit.camera_data import make_pool
-from edgekit.toolkit.train import RECIPES, TrainOptions, _epoch_order, _pipeline
+from edgekit.toolkit.batches import epoch_order, pipeline
+from edgekit.toolkit.train import RECIPES, TrainOptions
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +40,12 @@ def test_pool_crops_look_like_the_devices(digits):
 def test_each_batch_ends_with_its_camera_share_and_the_order_is_seeded():
     recipe = RECIPES["camera"]
     k = round(recipe.camera * recipe.batch_size)
-    order = _epoch_order(1000, 300, recipe, seed=5, epoch=2, steps=10).reshape(10, recipe.batch_size)
+    order = epoch_order(1000, 300, recipe, seed=5, epoch=2, steps=10).reshape(10, recipe.batch_size)
     assert (order[:, : recipe.batch_size - k] < 1000).all() and (order[:, recipe.batch_size - k :] >= 1000).all()
-    assert np.array_equal(order.ravel(), _epoch_order(1000, 300, recipe, seed=5, epoch=2, steps=10))
-    assert not np.array_equal(order.ravel(), _epoch_order(1000, 300, recipe, seed=6, epoch=2, steps=10))
+    assert np.array_equal(order.ravel(), epoch_order(1000, 300, recipe, seed=5, epoch=2, steps=10))
+    assert not np.array_equal(order.ravel(), epoch_order(1000, 300, recipe, seed=6, epoch=2, steps=10))
     assert len(np.unique(order[:, : recipe.batch_size - k])) == 10 * (recipe.batch_size - k)  # no MNIST image twice
-    plain = _epoch_order(1000, 0, RECIPES["full"], seed=5, epoch=2, steps=10)
+    plain = epoch_order(1000, 0, RECIPES["full"], seed=5, epoch=2, steps=10)
     assert plain.shape == (10 * recipe.batch_size,) and (plain < 1000).all()
 
 
@@ -55,7 +56,7 @@ def test_the_same_seed_gives_the_same_batches(digits):
     recipe = RECIPES["camera"]
 
     def first_batches(seed):
-        ds = _pipeline(x, y, recipe, seed, range(0, 1), 3, len(x) // recipe.batch_size, pool)
+        ds = pipeline(x, y, recipe, seed, range(0, 1), 3, len(x) // recipe.batch_size, pool)
         return [(xb.numpy(), yb.numpy()) for xb, yb in ds]
 
     a, b, c = first_batches(7), first_batches(7), first_batches(8)

@@ -1,6 +1,6 @@
-"""`edgekit train --finetune`: a trained model fine-tuned on a folder of someone else's digits (not MNIST: digits
-drawn in OpenCV's Hershey fonts, photographed like camera frames, collected through the runtime's own
-preprocessing), mixed with real MNIST; the result is an ordinary run folder."""
+"""`edgekit finetune` (and `train --finetune`, its older spelling): a trained model fine-tuned on a folder of
+someone else's digits (not MNIST: digits drawn in OpenCV's Hershey fonts, photographed like camera frames, collected
+through the runtime's own preprocessing), mixed with real MNIST; the result is an ordinary run folder."""
 
 from __future__ import annotations
 
@@ -113,3 +113,27 @@ def test_finetune_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert message in _one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["m.keras"], "Missing option '--extra'"),
+        (["--extra", "x"], "Missing argument 'MODEL'"),
+        (["m.keras", "--extra", "x", "--steps", "0"], "--steps must be at least 1"),
+        (["m.keras", "--extra", "/nowhere"], "/nowhere: no such folder"),
+        (["m.keras", "--extra", "x", "--epochs", "2"], "No such option: --epochs"),
+    ],
+)
+def test_the_finetune_command_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, ["finetune", *args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert message in _one_error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_finetune_says_it_is_now_the_finetune_command(tmp_path):
+    result = runner.invoke(app, ["train", "--finetune", "m.keras", "--extra", "/nowhere", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "edgekit: note: `train --finetune MODEL --extra DIR` is now `edgekit finetune MODEL --extra DIR`" in result.output
+    assert "/nowhere: no such folder" in _one_error_line(result)

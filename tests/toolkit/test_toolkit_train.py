@@ -9,15 +9,8 @@ import pytest
 
 from edgekit.runtime.errors import EXIT_INTERRUPTED, OptionsError
 from edgekit.toolkit.data import sha256_file
-from edgekit.toolkit.train import (
-    RECIPES,
-    TrainingInterrupted,
-    TrainOptions,
-    _epoch_spans,
-    _pipeline,
-    augment_batch,
-    train,
-)
+from edgekit.toolkit.batches import augment_batch, epoch_spans, pipeline
+from edgekit.toolkit.train import RECIPES, TrainingInterrupted, TrainOptions, train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STEPS = 20  # per epoch: 800 images, batch 40
@@ -143,13 +136,13 @@ def test_pipeline_is_seeded_and_a_resumed_one_sees_the_same_batches(small_arrays
     x, y = small_arrays["x_train"][:300], small_arrays["y_train"][:300].astype(np.int32)
 
     def batches(seed, first_epoch, steps=6):
-        return [(xb.numpy(), yb.numpy()) for xb, yb in _pipeline(x, y, recipe, seed, range(first_epoch, 3), steps, 6)]
+        return [(xb.numpy(), yb.numpy()) for xb, yb in pipeline(x, y, recipe, seed, range(first_epoch, 3), steps, 6)]
 
     whole = batches(7, 0)
     assert len(whole) == 18
     again, resumed, other = batches(7, 0), batches(7, 1), batches(8, 0)
     # A short last epoch (epochs 2.5) is the start of the whole one: the same order, the same warps.
-    short = [(xb.numpy(), yb.numpy()) for xb, yb in _pipeline(x, y, recipe, 7, range(2, 3), 3, 6)]
+    short = [(xb.numpy(), yb.numpy()) for xb, yb in pipeline(x, y, recipe, 7, range(2, 3), 3, 6)]
     assert len(short) == 3
     for (xa, ya), (xb, yb) in zip(whole[12:15], short, strict=True):
         np.testing.assert_array_equal(xa, xb)
@@ -169,11 +162,11 @@ def test_pipeline_is_seeded_and_a_resumed_one_sees_the_same_batches(small_arrays
 
 def test_a_fraction_of_an_epoch_is_a_short_last_epoch():
     # (epochs still to train, steps in each) from (first epoch, all steps, steps per epoch): 1.7 epochs of 859
-    assert _epoch_spans(0, 1460, 859) == [(range(0, 1), 859), (range(1, 2), 601)]
-    assert _epoch_spans(1, 1460, 859) == [(range(1, 2), 601)]  # resumed after the whole epoch
-    assert _epoch_spans(0, 1718, 859) == [(range(0, 2), 859)]  # whole epochs: one span, as always
-    assert _epoch_spans(1, 1718, 859) == [(range(1, 2), 859)]
-    assert _epoch_spans(0, 300, 859) == [(range(0, 1), 300)]  # less than one epoch
+    assert epoch_spans(0, 1460, 859) == [(range(0, 1), 859), (range(1, 2), 601)]
+    assert epoch_spans(1, 1460, 859) == [(range(1, 2), 601)]  # resumed after the whole epoch
+    assert epoch_spans(0, 1718, 859) == [(range(0, 2), 859)]  # whole epochs: one span, as always
+    assert epoch_spans(1, 1718, 859) == [(range(1, 2), 859)]
+    assert epoch_spans(0, 300, 859) == [(range(0, 1), 300)]  # less than one epoch
 
 
 def test_augmentation_moves_digits_a_little(small_arrays):
