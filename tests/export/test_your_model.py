@@ -368,3 +368,15 @@ def test_the_seed_cnn_through_the_image_path_gives_the_digit_paths_artifacts(sma
         a, b = read_metadata(tmp_path / "digit" / name), read_metadata(tmp_path / "image" / name)
         assert (a["input"]["crop"], b["input"]["crop"]) == ("digit", "image") and a["labels"] == b["labels"]
         assert a["rewrites"] == b["rewrites"]
+
+
+def test_max_drop_holds_out_the_users_images_for_an_image_model(colour_digits, tmp_path):
+    """``--max-drop`` on an image model measures on the user's images (none of them a calibration image), never
+    on MNIST, and the artifact still carries the image contract."""
+    options = ExportOptions(formats=["tflite"], quantizations=["int8"], data=colour_digits.train_dir, calib_samples=100,
+                            max_drop=0.5, input=InputOptions(color="rgb"))
+    export_model(colour_digits.rescaling_model, tmp_path / "out", options)
+    meta = read_metadata(tmp_path / "out" / "model_int8.tflite")
+    assert InputContract.from_metadata(meta).crop == "image"
+    train_images = cd.TRAIN_PER_CLASS * len(cd.NAMES)
+    assert 0 < meta["selective"]["holdout_images"] <= train_images - 100  # the folder minus the calibration images
