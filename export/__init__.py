@@ -24,10 +24,9 @@ from typing import Callable
 from edgekit.export.formats import FORMATS, Quantization, Target, plan
 from edgekit.export.manifest import MANIFEST_NAME, Artifact, Manifest, merge, read_manifest, write_manifest
 from edgekit.export.options import ExportContext, ExportOptions
-from edgekit.runtime import contract
 from edgekit.runtime.errors import EdgekitError, ExportError, ModelLoadError, OptionsError, first_line
 
-__all__ = ["export_model", "Artifact", "Manifest", "ExportOptions", "Quantization", "FORMATS", "plan", "load_keras_model",
+__all__ = ["export_model", "input_contract", "Artifact", "Manifest", "ExportOptions", "Quantization", "FORMATS", "plan", "load_keras_model",
            "MANIFEST_NAME", "EXPORTERS"]
 
 
@@ -48,25 +47,38 @@ EXPORTERS: dict[str, Callable] = {"tflite": _tflite_export, "onnx": _onnx_export
 
 
 def load_keras_model(model_path: str | os.PathLike):
-    """Load a ``.keras`` file with ``safe_mode=True`` and check it is the MNIST classifier edgekit exports."""
+    """Load a ``.keras`` file with ``safe_mode=True`` and check it is an image classifier edgekit exports (one image
+    input H x W x C with C = 1 or 3, one output of N class scores; ``model_spec.inspect``)."""
     path = Path(model_path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such model file; pass --model RUN/model.keras (train one with edgekit train)")
     if path.suffix != ".keras":
-        raise ModelLoadError(f"{path}: not a .keras file; edgekit exports models saved by edgekit train (model.keras)")
+        raise ModelLoadError(f"{path}: not a .keras file; edgekit exports Keras 3 models saved as .keras")
     from edgekit.export.keras_model import load_keras
+    from edgekit.export.model_spec import inspect
 
-    model = load_keras(path, "pass the model.keras edgekit train wrote")
-    try:
-        in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    except (AttributeError, ValueError):
-        raise ModelLoadError(f"{path}: the model has no single input and output; edgekit exports the MNIST CNN") from None
-    if in_shape[1:] != contract.INPUT_SHAPE or out_shape[1:] != (contract.NUM_CLASSES,):
-        raise ModelLoadError(
-            f"{path}: model input {in_shape} / output {out_shape} is not the MNIST classifier's "
-            f"(None, 28, 28, 1) / (None, 10)"
-        )
+    model = load_keras(path, "pass a .keras image classifier (edgekit train writes RUN/model.keras)")
+    inspect(model, path)
     return model
+
+
+def input_contract(model, model_path, options: ExportOptions):
+    """(contract, spec, images): the model's input contract from what it shows and ``options.input``, its facts,
+    and the user's labelled images (an ``ImageSet``, or None for a digit model or when no data was given)."""
+    from edgekit.export.image_data import class_folders, load_images
+    from edgekit.export.input_options import read_labels
+    from edgekit.export.model_spec import contract_for, inspect
+
+    spec = inspect(model, model_path)
+    o = options.input
+    labels = read_labels(o.labels) if o.labels is not None else None
+    image_model = (o.crop or ("digit" if spec.is_digit_shape else "image")) == "image"
+    data = Path(options.data).expanduser() if options.data is not None else None
+    if image_model and labels is None and data is not None and data.is_dir():
+        labels = class_folders(data)
+    contract = contract_for(spec, o, labels)
+    images = load_images(data, contract) if image_model and data is not None else None
+    return contract, spec, images
 
 
 def export_model(
@@ -74,15 +86,17 @@ def export_model(
     out_dir: str | os.PathLike,
     options: ExportOptions | None = None,
     on_artifact: Callable[[Artifact], None] | None = None,
+    on_contract: Callable | None = None,
     **fields,
 ) -> Manifest:
     """Export ``model_path`` to every format x quantization ``options`` names, in ``out_dir``; return the manifest
     written.
 
     ``options`` is an ``ExportOptions``; instead, its fields may be given as keywords (``formats``,
-    ``quantizations``, ``data``, ``calib_samples``, ``opset``, ``fold_bn``; see ``ExportOptions`` for each), not
+    ``quantizations``, ``data``, ``calib_samples``, ``opset``, ``fold_bn``, ``input``; see ``ExportOptions`` for each), not
     both. ``on_artifact`` is called with each artifact once it is produced (before the final rename), e.g. to
-    print progress. Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file
+    print progress; ``on_contract`` with the input contract and the model's facts (``model_spec.ModelSpec``) once
+    they are settled, before any conversion. Raises OptionsError, ModelLoadError, DataError or ExportError; never leaves a partial file
     behind.
     """
     from edgekit.export.calibration import load_representative
@@ -96,20 +110,36 @@ def export_model(
     out_dir = Path(out_dir)
     model_path = Path(model_path)
     model = load_keras_model(model_path)
+    contract, spec, images = input_contract(model, model_path, options)  # OptionsError/DataError before any work
+    if on_contract is not None:
+        on_contract(contract, spec)
     source_sha = sha256_file(model_path)
     calibration = None
     if any(t.quantization is Quantization.INT8 for t in targets):
-        calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
+        if contract.crop == "digit":
+            calibration = load_representative(options.data, options.calib_samples)  # DataError before any work
+        elif images is None:
+            raise OptionsError("int8 is calibrated on your images: pass --data DIR (class folders) or an .npz of x and y")
+        else:
+            from edgekit.export.calibration import representative_set
+
+            calibration = representative_set(images, contract, options.calib_samples)
     holdout = None
     if options.max_drop is not None:
-        from edgekit.export.selective import load_holdout
+        from edgekit.export.selective import holdout_images, load_holdout
 
-        holdout = load_holdout(options.data, calibration)
+        if contract.crop == "digit":
+            holdout = load_holdout(options.data, calibration)
+        else:  # the user's images, none of them a calibration image
+            from edgekit.runtime.image_input import scale_pixels
+
+            holdout = holdout_images(images.x, images.y, calibration, to_input=lambda x: scale_pixels(x, contract))
     folded, rewrites = model, {}
     if options.fold_bn and any(t.fold_bn for t in targets):
         from edgekit.export.fold import NAME, fold_and_prove
 
-        folded, report = fold_and_prove(model, calibration)  # ExportError before anything is written
+        # ExportError before anything is written
+        folded, report = fold_and_prove(model, calibration, logits=contract.scores == "logits")
         rewrites = {NAME: report.to_dict()} if report.applied else {}
     created = _make_out_dir(out_dir)
     try:
@@ -123,7 +153,7 @@ def export_model(
         from edgekit.export.metadata import training_facts
 
         context = ExportContext(options, source_sha, calibration, workdir=workdir, training=training_facts(model_path),
-                                holdout=holdout)
+                                holdout=holdout, contract=contract)
         artifacts = []
         for t in targets:
             use_fold = bool(rewrites) and t.fold_bn

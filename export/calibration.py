@@ -30,19 +30,24 @@ def check_samples(n: int) -> int:
 def representative_images(x_train: np.ndarray, y_train: np.ndarray, n: int = DEFAULT_CALIB_SAMPLES,
                           seed: int = SEED) -> np.ndarray:
     """``n`` class-balanced training images as model input: float32 (n, 28, 28, 1) in [0, 1]."""
+    return to_model_input(x_train[balanced_index(y_train, n, NUM_CLASSES, seed)])
+
+
+def balanced_index(y_train: np.ndarray, n: int, classes: int, seed: int = SEED) -> np.ndarray:
+    """Indices of ``n`` class-balanced items of ``y_train`` (labels 0..classes-1), picked with a fixed seed."""
     check_samples(n)
     rng = np.random.default_rng(seed)
-    per_class = [n // NUM_CLASSES + (1 if d < n % NUM_CLASSES else 0) for d in range(NUM_CLASSES)]
+    per_class = [n // classes + (1 if c < n % classes else 0) for c in range(classes)]
     picks = []
-    for digit, k in enumerate(per_class):
-        pool = np.flatnonzero(y_train == digit)
+    for c, k in enumerate(per_class):
+        pool = np.flatnonzero(y_train == c)
         picks.append(rng.choice(pool, size=min(k, len(pool)), replace=False))
     index = np.concatenate(picks)
-    if len(index) < n:  # a training split missing some digits: fill from the rest
-        rest = np.setdiff1d(np.arange(len(x_train)), index)
+    if len(index) < n:  # a training split missing some classes: fill from the rest
+        rest = np.setdiff1d(np.arange(len(y_train)), index)
         index = np.concatenate([index, rng.choice(rest, size=min(n - len(index), len(rest)), replace=False)])
     rng.shuffle(index)
-    return to_model_input(x_train[index])
+    return index
 
 
 def load_representative(data, n: int = DEFAULT_CALIB_SAMPLES) -> np.ndarray:
@@ -52,6 +57,11 @@ def load_representative(data, n: int = DEFAULT_CALIB_SAMPLES) -> np.ndarray:
     check_samples(n)
     mnist = load_mnist(data)
     return representative_images(mnist.x_train, mnist.y_train, n)
+
+
+def representative_set(images, contract, n: int = DEFAULT_CALIB_SAMPLES) -> np.ndarray:
+    """``n`` class-balanced images of the user's ``ImageSet`` as model input, for an ``image`` model."""
+    return images.model_input(contract, balanced_index(images.y, min(n, len(images.y)), contract.classes))
 
 
 def calibration_batches(images: np.ndarray):

@@ -163,7 +163,7 @@ def fold_batchnorm(model):
         weights.append(w)
 
     rewritten = keras.Sequential(
-        [keras.Input(shape=contract.INPUT_SHAPE, name=contract.INPUT_NAME), *new_layers], name=f"{model.name}_bnfold"
+        [keras.Input(shape=tuple(model.input_shape[1:]), name=contract.INPUT_NAME), *new_layers], name=f"{model.name}_bnfold"
     )
     for layer, w in zip(new_layers, weights):
         if w:
@@ -171,20 +171,25 @@ def fold_batchnorm(model):
     return rewritten, report
 
 
-def check_batch(calibration: np.ndarray | None, n: int = CHECK_IMAGES) -> np.ndarray:
+def check_batch(calibration: np.ndarray | None, n: int = CHECK_IMAGES,
+                shape: tuple[int, ...] = contract.INPUT_SHAPE) -> np.ndarray:
     """The images the rewrite is proven on: calibration images when the export has them, else a fixed
     pseudo-random batch in the model's input range (the rewrite is algebra, any input exercises it)."""
     if calibration is not None and len(calibration):
         return np.asarray(calibration[:n], np.float32)
     rng = np.random.default_rng(0)
-    x = rng.random((n, *contract.INPUT_SHAPE), dtype=np.float32)
+    x = rng.random((n, *shape), dtype=np.float32)
     return np.where(rng.random(x.shape) < 0.8, 0.0, x).astype(np.float32)  # sparse strokes on black, like digits
 
 
-def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance: float = TOLERANCE) -> float:
-    """Raise ExportError unless both models give the same probabilities (max |Δp| <= tolerance) on ``images``."""
+def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance: float = TOLERANCE,
+          logits: bool = False) -> float:
+    """Raise ExportError unless both models give the same probabilities (max |Δp| <= tolerance) on ``images``;
+    a model whose output is ``logits`` is compared through a softmax, as the runtime reads it."""
     p0 = np.asarray(original.predict_on_batch(images), np.float64)
     p1 = np.asarray(rewritten.predict_on_batch(images), np.float64)
+    if logits:
+        p0, p1 = contract.softmax(p0), contract.softmax(p1)
     diff = float(np.abs(p0 - p1).max()) if np.isfinite(p1).all() and p0.shape == p1.shape else float("inf")
     report.max_abs_diff, report.check_images = diff, int(len(images))
     if not diff <= tolerance:
@@ -193,8 +198,9 @@ def prove(original, rewritten, images: np.ndarray, report: FoldReport, tolerance
     return diff
 
 
-def fold_and_prove(model, calibration: np.ndarray | None):
-    """``fold_batchnorm`` then ``prove``; (rewritten model, report). The original is returned when nothing folds."""
+def fold_and_prove(model, calibration: np.ndarray | None, logits: bool = False):
+    """``fold_batchnorm`` then ``prove``; (rewritten model, report). The original is returned when nothing folds.
+    ``logits``: the model's output is logits (``model_spec``), proven through a softmax."""
     try:
         rewritten, report = fold_batchnorm(model)
     except ExportError:
@@ -202,5 +208,5 @@ def fold_and_prove(model, calibration: np.ndarray | None):
     except Exception as e:  # a model shape the rewrite did not foresee: say so, never half-export
         raise ExportError(f"BN fold failed ({type(e).__name__}: {first_line(e, 200)}); pass --no-fold to export without it") from None
     if report.applied:
-        prove(model, rewritten, check_batch(calibration), report)
+        prove(model, rewritten, check_batch(calibration, shape=tuple(model.input_shape[1:])), report, logits=logits)
     return rewritten, report

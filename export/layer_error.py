@@ -141,9 +141,11 @@ def _error(t: dict, ref: np.ndarray, span: float) -> tuple[float, float]:
     return rmse, (rmse / span if span > 0 else (0.0 if rmse == 0 else math.inf))
 
 
-def layer_reports(report, x_train: np.ndarray, y_train: np.ndarray, n: int = LAYER_IMAGES) -> list[LayerReport]:
+def layer_reports(report, x_train: np.ndarray, y_train: np.ndarray, n: int = LAYER_IMAGES,
+                  model_input: np.ndarray | None = None) -> list[LayerReport]:
     """The per-layer table of every int8 TFLite artifact a ``ValidationReport`` covers, on ``n`` class-balanced
-    training images (the calibration set's kind, never the test images the accuracy is measured on)."""
+    training images (the calibration set's kind, never the test images the accuracy is measured on); an image
+    model's caller gives its ``model_input`` instead (``x_train``/``y_train`` then unused)."""
     from edgekit.export.calibration import representative_images
 
     int8 = [a for a in report.artifacts if a.format == "tflite" and a.quantization == "int8"]
@@ -154,7 +156,7 @@ def layer_reports(report, x_train: np.ndarray, y_train: np.ndarray, n: int = LAY
         from edgekit.export.validate import load_reference
 
         reference = load_reference(report.reference_path)
-    images = representative_images(x_train, y_train, n)
+    images = representative_images(x_train, y_train, n) if model_input is None else model_input[:n]
     return [measure_layers(Path(report.export_dir) / a.name, reference, images) for a in int8]
 
 

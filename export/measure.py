@@ -22,15 +22,15 @@ from edgekit.runtime.errors import EdgekitError, ModelLoadError, first_line
 def parity_metrics(reference: np.ndarray, probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy (%), its difference to the reference (points), top-1 agreement (%), max |Δ probability|.
 
-    ``reference`` and ``probabilities`` are (N, 10); ``labels`` (N,) integers. A non-finite probability
+    ``reference`` and ``probabilities`` are (N, classes); ``labels`` (N,) integers. A non-finite probability
     makes ``max_abs_diff`` infinite, so no threshold can pass it.
     """
     reference = np.asarray(reference, dtype=np.float64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64).ravel()
-    if reference.shape != probabilities.shape or reference.shape != (len(labels), NUM_CLASSES):
+    if reference.shape != probabilities.shape or reference.ndim != 2 or len(reference) != len(labels):
         raise ValueError(
-            f"expected (N, {NUM_CLASSES}) probabilities for {len(labels)} labels, "
+            f"expected (N, classes) probabilities for {len(labels)} labels, "
             f"got {probabilities.shape} against a reference of {reference.shape}"
         )
     ref_top, top = reference.argmax(axis=1), probabilities.argmax(axis=1)
@@ -79,16 +79,18 @@ def load_artifact(path: Path, threads: int | None = None):
 
 
 def run_batches(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int, name: str,
-                 on_progress: Callable[[Progress], None] | None, model: int = 1, models: int = 1) -> tuple[np.ndarray, float]:
-    """Probabilities for all of ``x`` in batches, and the batched throughput (images/s, after one warm-up batch)."""
+                 on_progress: Callable[[Progress], None] | None, model: int = 1, models: int = 1,
+                 classes: int = NUM_CLASSES) -> tuple[np.ndarray, float]:
+    """Probabilities (N, ``classes``) for all of ``x`` in batches, and the batched throughput (images/s, after one
+    warm-up batch)."""
     predict(x[: min(batch_size, len(x))])  # warm-up: allocation, graph tracing, tensor resizing
-    out = np.empty((len(x), NUM_CLASSES), dtype=np.float32)
+    out = np.empty((len(x), classes), dtype=np.float32)
     start = time.perf_counter()
     for lo in range(0, len(x), batch_size):
         hi = min(lo + batch_size, len(x))
         p = np.asarray(predict(x[lo:hi]))
-        if p.shape != (hi - lo, NUM_CLASSES):
-            raise ModelLoadError(f"{name}: returned probabilities of shape {p.shape} for {hi - lo} images; expected ({hi - lo}, {NUM_CLASSES})")
+        if p.shape != (hi - lo, classes):
+            raise ModelLoadError(f"{name}: returned probabilities of shape {p.shape} for {hi - lo} images; expected ({hi - lo}, {classes})")
         out[lo:hi] = p
         if on_progress:
             on_progress(Progress(name, model, models, hi, len(x)))

@@ -44,32 +44,33 @@ def training_facts(model_path: str | os.PathLike) -> dict | None:
 
 
 def build(fmt: str, quantization: Quantization, inputs: list[dict], outputs: list[dict], source_sha256: str,
-          rewrites: dict | None = None, *, training: dict | None = None, int8_scheme: dict | None = None) -> dict:
+          rewrites: dict | None = None, *, training: dict | None = None, int8_scheme: dict | None = None,
+          input_contract: contract.InputContract = contract.DIGIT) -> dict:
     """The metadata object for one artifact. ``inputs``/``outputs`` are manifest tensor descriptions;
     ``rewrites`` the graph rewrites applied before conversion (``{"bn_fold": {...}}``; empty: the trained graph);
     ``training`` is ``training_facts`` of the source model (omitted when unknown); ``int8_scheme`` how the
-    quantizer was set (the ONNX int8 export's 7-bit weights and why), omitted where there is no choice to record."""
+    quantizer was set (the ONNX int8 export's 7-bit weights and why), omitted where there is no choice to record;
+    ``input_contract`` what the model sees (``contract.InputContract``: the seed CNN's digit contract by default),
+    read back by the runtime."""
     inp, out = inputs[0], outputs[0]
     meta = {
         "schema": SCHEMA,
         "edgekit_version": edgekit_version(),
         "format": fmt,
         "quantization": quantization.value,
-        "labels": list(contract.LABELS),
+        "labels": list(input_contract.labels),
         "input": {
             "name": contract.INPUT_NAME,
             "layout": contract.INPUT_LAYOUT,
-            "shape": [None, *contract.INPUT_SHAPE],
             "dtype": inp["dtype"],
-            "scale": contract.PIXEL_SCALE,
-            "offset": contract.PIXEL_OFFSET,
-            "polarity": contract.POLARITY,
+            **input_contract.to_metadata(),  # shape, scale, offset, channels, color, resize, crop (and polarity)
             "quantization": inp["quantization"],  # the tensor's own (scale, zero_point) when it is int8
         },
         "output": {
             "name": contract.OUTPUT_NAME,
-            "shape": [None, contract.NUM_CLASSES],
+            "shape": [None, input_contract.classes],
             "dtype": out["dtype"],
+            "scores": input_contract.scores,  # probabilities, or logits the runtime turns into probabilities
             "quantization": out["quantization"],
         },
         "source_sha256": source_sha256,

@@ -40,11 +40,12 @@ INT8_SCHEME = {"format": "QDQ", "activations": "int8", "weights": "int8", "per_c
 
 
 def convert_float(model, opset: int):
-    """The float32 ``onnx.ModelProto`` with input ``image`` [N,28,28,1] and output ``probabilities`` [N,10]."""
+    """The float32 ``onnx.ModelProto`` with input ``image`` [N, H, W, C] (the model's input shape) and output
+    ``probabilities`` [N, classes]."""
     import tensorflow as tf
     import tf2onnx
 
-    spec = (tf.TensorSpec((None, *contract.INPUT_SHAPE), tf.float32, name=contract.INPUT_NAME),)
+    spec = (tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=contract.INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(image):
@@ -142,7 +143,7 @@ def export(model, out: Path, quantization: Quantization, context: ExportContext)
         inputs, outputs = describe(probe)
     scheme = INT8_SCHEME if quantization is Quantization.INT8 else None
     meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites,
-                          training=context.training, int8_scheme=scheme)
+                          training=context.training, int8_scheme=scheme, input_contract=context.contract)
     if selective is not None:
         meta["selective"] = selective.to_dict()
     metadata.embed_onnx(proto, meta)

@@ -17,7 +17,9 @@ import numpy as np
 
 from edgekit.export.calibration import DEFAULT_CALIB_SAMPLES, check_samples
 from edgekit.export.formats import DEFAULT_FORMATS, Target, plan
+from edgekit.export.input_options import InputOptions
 from edgekit.export.selective import check_max_drop
+from edgekit.runtime.contract import DIGIT, InputContract
 from edgekit.runtime.errors import OptionsError
 
 DEFAULT_OPSET = 17
@@ -45,6 +47,9 @@ class ExportOptions:
     max_drop: float | None = None
     """Accuracy points the int8 artifacts may lose against the float model on held-out images; over it, the most
     sensitive layers are kept in float (``export/selective.py``). None: every layer int8, as measured by validate."""
+    input: InputOptions = field(default_factory=InputOptions)
+    """The input contract's options (labels, colour order, pixel scale, resize and crop mode; ``input_options.py``);
+    what the model shows is inferred, the rest required (``model_spec.contract_for``)."""
 
     targets: tuple[Target, ...] = field(init=False, repr=False, compare=False)
     """The artifacts to produce, in order (``formats.plan``); set from ``formats`` and ``quantizations``."""
@@ -77,7 +82,7 @@ class ExportContext:
     options: ExportOptions
     source_sha256: str
     calibration: np.ndarray | None = field(default=None, repr=False)
-    """float32 (n, 28, 28, 1) training images; loaded (before any work) only when an int8 export is asked for."""
+    """float32 model-input images (n, H, W, C); loaded (before any work) only when an int8 export is asked for."""
     workdir: Path | None = None
     training: dict | None = None
     """The source run's recipe and test accuracy (``metadata.training_facts``), embedded in every artifact."""
@@ -86,3 +91,5 @@ class ExportContext:
     """(images, labels) held out from calibration for ``--max-drop``; loaded only when it is set."""
     rewrites: dict = field(default_factory=dict)
     """Graph rewrites applied to the model this artifact is exported from (name -> what it did), for the metadata."""
+    contract: InputContract = DIGIT
+    """What the model sees (``model_spec.contract_for``), written into every artifact's metadata."""

@@ -249,9 +249,12 @@ def units_of(ops: list[tuple[str, str, list[str], list[str]]], layer_of: Callabl
 # --- held-out images ------------------------------------------------------------------------------------
 
 def holdout_images(x_train: np.ndarray, y_train: np.ndarray, calibration: np.ndarray | None,
-                   n: int = HOLDOUT_IMAGES) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` class-balanced training images (model input) and labels, none of them a calibration image."""
+                   n: int = HOLDOUT_IMAGES, to_input=None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` class-balanced training images (model input) and labels, none of them a calibration image.
+    ``to_input`` turns uint8 images into model input (default: the digit model's ``contract.to_model_input``)."""
     from edgekit.runtime.contract import to_model_input
+
+    to_model_input = to_input or to_model_input
 
     taken = {img.tobytes() for img in calibration} if calibration is not None else set()
     rng = np.random.default_rng(HOLDOUT_SEED)

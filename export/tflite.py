@@ -24,7 +24,7 @@ FORMAT = "tflite"
 def saved_model(model, context: ExportContext) -> str:
     """The model as a SavedModel, written once per run and shared by every TFLite export.
 
-    Its one endpoint takes ``image`` [N, 28, 28, 1] and returns ``{"probabilities": ...}``, so the .tflite's
+    Its one endpoint takes ``image`` [N, H, W, C] (the model's input shape) and returns ``{"probabilities": ...}``, so the .tflite's
     signature reads ``serving_default: image -> probabilities`` (LiteRT's signature runner uses these names).
     """
     key = f"tflite.saved_model:{model.name}"  # the trained model and its BN-folded rewrite each get one
@@ -40,7 +40,7 @@ def saved_model(model, context: ExportContext) -> str:
         archive.add_endpoint(
             "serve",
             lambda image: {contract.OUTPUT_NAME: model(image, training=False)},
-            input_signature=[tf.TensorSpec((None, *contract.INPUT_SHAPE), tf.float32, name=contract.INPUT_NAME)],
+            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=contract.INPUT_NAME)],
         )
         # Keras 3 prints the exported signature to stdout; route it to logging for this call only.
         interactive = keras.config.is_interactive_logging_enabled()
@@ -107,7 +107,7 @@ def export(model, out: Path, quantization: Quantization, context: ExportContext)
         flat, selective = tflite_within(model, flat, context, *context.holdout, context.options.max_drop)
     inputs, outputs = describe(flat)
     meta = metadata.build(FORMAT, quantization, inputs, outputs, context.source_sha256, context.rewrites,
-                          training=context.training)
+                          training=context.training, input_contract=context.contract)
     if selective is not None:
         meta["selective"] = selective.to_dict()
     write_atomic(out, metadata.embed_tflite(flat, meta))

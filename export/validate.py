@@ -33,14 +33,15 @@ from edgekit.export.validation_report import (
     REFERENCE_NAME, RUN_FILES, SCHEMA, ArtifactResult, ValidationReport, format_markdown, format_table,
     write_report_file,
 )
-from edgekit.runtime.contract import to_model_input
+from edgekit.runtime.contract import softmax, to_model_input
+from edgekit.runtime.image_input import scale_pixels
 from edgekit.runtime.errors import ModelLoadError, OptionsError
 
 __all__ = [
     "ValidateOptions", "validate", "load_reference", "Thresholds", "check", "rule_text", "legend", "RULES",
     "QUANTIZATIONS", "parity_metrics", "latency_stats", "load_artifact", "Progress", "ArtifactResult",
     "ValidationReport", "format_table", "format_markdown", "write_report_file", "MANIFEST_NAME", "REFERENCE_NAME",
-    "RUN_FILES", "SCHEMA",
+    "RUN_FILES", "SCHEMA", "folder_contract",
 ]
 
 KERAS_LATENCY_RUNS = 50  # Keras is slow one image at a time: at most this many timed calls for the reference
@@ -113,12 +114,13 @@ def validate(
     from edgekit.runtime.files import sha256_file
 
     classifiers = [load_artifact(export_dir / e.file, threads=o.threads) for e in entries]
+    contract = export_contract(classifiers, entries)
     model = load_reference(reference_path)
-    mnist = _load_data(o.data)
+    mnist = _load_data(o.data) if contract.crop == "digit" else _load_images(o.data, contract)
     images, labels = mnist.x_test, np.asarray(mnist.y_test).astype(np.int64)
     if o.limit is not None:
         images, labels = images[: o.limit], labels[: o.limit]
-    x = to_model_input(images)
+    x = to_model_input(images) if contract.crop == "digit" else scale_pixels(images, contract)
 
     notes = []
     reference_sha256 = sha256_file(reference_path)
@@ -130,9 +132,10 @@ def validate(
         notes.append(f"--limit {o.limit}: the first {len(labels):,} of {len(mnist.x_test):,} test images")
 
     # The reference.
-    ref_predict = model.predict_on_batch
+    ref_predict = model.predict_on_batch if contract.scores == "probabilities" else _softmax_of(model.predict_on_batch)
     models = 1 + len(entries)
-    ref_probs, ref_throughput = run_batches(ref_predict, x, o.batch_size, REFERENCE_NAME, on_progress, 1, models)
+    ref_probs, ref_throughput = run_batches(ref_predict, x, o.batch_size, REFERENCE_NAME, on_progress, 1, models,
+                                            contract.classes)
     ref_latency = single_latency(ref_predict, x, max(1, min(o.latency_runs, KERAS_LATENCY_RUNS)))
     ref_row = _row(REFERENCE_NAME, "keras", "none", reference_path.stat().st_size,
                    parity_metrics(ref_probs, ref_probs, labels), ref_probs, ref_latency, ref_throughput)
@@ -141,7 +144,8 @@ def validate(
     # Every artifact, each through the device's runtime; results are collected, the verdict comes last.
     rows = []
     for k, (entry, classifier) in enumerate(zip(entries, classifiers), start=2):
-        probs, throughput = run_batches(classifier.probabilities, x, o.batch_size, entry.file, on_progress, k, models)
+        probs, throughput = run_batches(classifier.probabilities, x, o.batch_size, entry.file, on_progress, k, models,
+                                        contract.classes)
         latency = single_latency(classifier.probabilities, x, o.latency_runs)
         row = _row(entry.file, entry.format, entry.quantization, entry.bytes,
                    parity_metrics(ref_probs, probs, labels), probs, latency, throughput, o.thresholds)
@@ -153,6 +157,7 @@ def validate(
         export_dir=str(export_dir), reference_path=str(reference_path), reference_sha256=reference_sha256,
         data_source=str(mnist.source), data_sha256=getattr(mnist, "sha256", None), thresholds=o.thresholds,
         reference=ref_row, artifacts=rows, labels=labels, images=np.asarray(images), notes=notes, model=model,
+        **({} if contract.crop == "digit" else {"class_names": contract.labels, "data_kind": "labelled"}),
     )
     if raise_on_failure:
         report.check()
@@ -171,6 +176,56 @@ def _row(name, fmt, quantization, size, metrics, probabilities, latency, through
         result.reasons = check(quantization, metrics, thresholds)
         result.checked = rule_text(quantization, thresholds)
     return result
+
+
+def folder_contract(export_dir: str | os.PathLike, threads: int | None = None):
+    """The input contract of the export folder's first artifact (the digit model's for one without metadata), so a
+    caller can load the right data before ``validate``; the artifact is loaded as ``validate`` loads it, so a bad
+    folder or file gets the same line as there."""
+    export_dir = Path(export_dir)
+    _, entries = read_export_folder(export_dir)
+    return load_artifact(export_dir / entries[0].file, threads=threads).contract
+
+
+def export_contract(classifiers, entries):
+    """The input contract every artifact of the export carries (``contract.InputContract``); ModelLoadError when
+    they disagree (artifacts of different models in one folder)."""
+    contracts = {c.contract for c in classifiers}
+    if len(contracts) > 1:
+        raise ModelLoadError(f"the artifacts ({', '.join(e.file for e in entries)}) carry different input contracts; "
+                             "validate one model's exports at a time (export them again into one folder)")
+    return classifiers[0].contract
+
+
+def _softmax_of(predict):
+    """A logits model's predictions as probabilities, as the runtime gives them (``Classifier``)."""
+    def probabilities(x):
+        return softmax(np.asarray(predict(x), np.float64)).astype(np.float32)
+
+    return probabilities
+
+
+@dataclass(frozen=True)
+class _TestImages:
+    """The user's labelled images in the shape the digit path's ``Mnist`` gives them to ``validate``."""
+
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    sha256: str | None
+
+
+def _load_images(data, contract):
+    """The user's labelled images (``--data DIR|NPZ``, or an ``ImageSet`` already loaded) for an ``image`` model."""
+    from edgekit.export.image_data import ImageSet, load_images
+
+    if data is None:
+        raise OptionsError("an image model is validated on your labelled images: pass --data DIR (class folders) "
+                           "or an .npz of x and y")
+    images = data if isinstance(data, ImageSet) else load_images(data, contract)
+    if tuple(images.labels) != tuple(contract.labels):
+        raise OptionsError("the images were loaded for another model's labels; load them for this export's contract")
+    return _TestImages(images.x, images.y, images.source, images.sha256)
 
 
 def _load_data(data):

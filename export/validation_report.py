@@ -91,11 +91,13 @@ class ValidationReport:
     reference: ArtifactResult
     artifacts: list[ArtifactResult]
     labels: np.ndarray = field(repr=False)  # (N,) true labels of the images used
-    images: np.ndarray = field(repr=False)  # (N, 28, 28) uint8, the images used
+    images: np.ndarray = field(repr=False)  # (N, 28, 28) uint8 digits, or (N, H, W, C) at an image model's size
     notes: list[str] = field(default_factory=list)
     layers: list = field(default_factory=list)  # per-layer int8 error tables (layer_error.LayerReport), if asked for
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     model: Any = field(default=None, repr=False, compare=False)  # the Keras reference, loaded (layer_error reuses it)
+    class_names: tuple[str, ...] = ()  # an image model's labels (its metadata's); empty: the digit model's 0-9
+    data_kind: str = "MNIST test"  # what the images are, for the table's legend
 
     @property
     def passed(self) -> bool:
@@ -125,6 +127,7 @@ class ValidationReport:
             "thresholds": asdict(self.thresholds),
             "notes": list(self.notes),
             "artifacts": [a.to_dict() for a in self.artifacts],
+            **({"labels": list(self.class_names)} if self.class_names else {}),  # an image model's class names
             **({"layers": [layer.to_dict() for layer in self.layers]} if self.layers else {}),
         }
 
@@ -186,7 +189,7 @@ def format_table(report: ValidationReport) -> str:
         return "  ".join(out + [cells[-1]]).rstrip()
 
     legend = [
-        f"{len(report.labels):,} MNIST test images; Δ acc in points against Keras; agree = same top-1 answer as Keras;",
+        f"{len(report.labels):,} {report.data_kind} images; Δ acc in points against Keras; agree = same top-1 answer as Keras;",
         parity.legend(report.thresholds),
     ]
     body = [line(_COLUMNS), line(["-" * w for w in widths] + ["-" * 6])] + [line(r) for r in rows]

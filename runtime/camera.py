@@ -368,10 +368,11 @@ def annotate(result: FrameResult, roi: Box | None = None) -> np.ndarray:
     if roi is not None:
         rx, ry, rw, rh = roi
         cv2.rectangle(img, (rx, ry), (rx + rw, ry + rh), (160, 160, 160), max(1, th - 1))
-    if p.digit is not None and p.box is not None:
+    shown = p.label if p.label is not None else p.digit  # an image model's class name, or the digit
+    if shown is not None and p.box is not None:
         x, y, bw, bh = p.box
         cv2.rectangle(img, (x, y), (x + bw, y + bh), (0, 200, 0), th)
-        label = f"{p.digit}  {p.confidence * 100:.0f}%"
+        label = f"{shown}  {p.confidence * 100:.0f}%"
         cv2.putText(img, label, (x, max(int(30 * s), y - int(8 * s))), cv2.FONT_HERSHEY_SIMPLEX, 1.0 * s, (0, 0, 0), th + 2)
         cv2.putText(img, label, (x, max(int(30 * s), y - int(8 * s))), cv2.FONT_HERSHEY_SIMPLEX, 1.0 * s, (0, 230, 0), th)
     else:

@@ -6,8 +6,14 @@
     clf.classify(frame, multi=True)                      # [Prediction, ...] left to right
     clf.classify([frame1, frame2])                       # one Prediction per frame, one batched inference
 
-The model's own metadata (written by ``edgekit export``) gives its labels, its input scale/offset and the
-polarity it expects; a model without metadata falls back to ``edgekit.runtime.contract`` and its tensors.
+The model's own metadata (written by ``edgekit export``) gives its input contract (``contract.InputContract``):
+labels, input size, colour order, scale/offset, resize mode, the polarity a digit model expects, and its crop mode.
+A ``digit`` model reads the digits ``find_digits`` finds; an ``image`` model (any other classifier,
+docs/your-model.md) classifies the whole frame or ROI, prepared by ``image_input.prepare``:
+
+    Classifier("flowers_int8.tflite").classify(frame)    # Prediction(digit=None, confidence=0.97, box=(0, 0, w, h), label="tulip")
+
+A model without metadata falls back to the digit contract (``edgekit.runtime.contract``) and its tensors.
 """
 
 from __future__ import annotations
@@ -22,26 +28,32 @@ import numpy as np
 from edgekit.runtime import contract
 from edgekit.runtime.backends import open_runner
 from edgekit.runtime.bundled_model import bundled_model_path
-from edgekit.runtime.errors import DataError, first_line
+from edgekit.runtime.errors import DataError, ModelLoadError, first_line
+from edgekit.runtime.image_input import prepare
 from edgekit.runtime.metadata import read_metadata
 from edgekit.runtime.preprocess import Box, find_digits
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One digit read from a frame; ``digit`` is None when no digit is in view."""
+    """One digit read from a frame (``digit`` None when no digit is in view), or, from an ``image`` model, the
+    class of the whole frame or ROI: ``label`` its name (``digit`` None), ``box`` the region it saw."""
 
     digit: int | None
     confidence: float
     box: Box | None
     probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+    label: str | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "digit": self.digit,
             "confidence": round(float(self.confidence), 4),
             "box": list(self.box) if self.box is not None else None,
         }
+        if self.label is not None:
+            d["label"] = self.label
+        return d
 
 
 NO_DIGIT = Prediction(None, 0.0, None)
@@ -60,7 +72,7 @@ def _float_input(x) -> np.ndarray:
 
 
 class Classifier:
-    """An exported ``.tflite`` or ``.onnx`` MNIST model, run with LiteRT or ONNX Runtime (never TensorFlow).
+    """An exported ``.tflite`` or ``.onnx`` classifier, run with LiteRT or ONNX Runtime (never TensorFlow).
 
     ``Classifier()`` without a path runs the model bundled with edgekit (an int8 TFLite; its metadata names the recipe)."""
 
@@ -72,15 +84,18 @@ class Classifier:
         self.metadata = meta if meta is not None else self._default_metadata()
         self.format = self.metadata.get("format", self._runner.format)
         self.quantization = self.metadata.get("quantization", "unknown")
-        labels = self.metadata.get("labels") or list(contract.LABELS)
-        self.labels = [str(v) for v in labels]
+        try:
+            self.contract = contract.InputContract.from_metadata(self.metadata)
+        except ValueError as e:
+            raise ModelLoadError(f"{self.path}: {e}; re-export the model with edgekit export") from None
+        self.labels = list(self.contract.labels)
         self._digits = [int(v) if v.isdigit() else k for k, v in enumerate(self.labels)]
         spec = self.metadata.get("input") or {}
-        self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE))
-        self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET))
+        self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE)) if self.contract.crop == "digit" else None
+        self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET)) if self.contract.crop == "digit" else None
         self._invert = contract.wants_inverted(spec.get("polarity"))
-        self._item_shape = contract.INPUT_SHAPE
-        self._run = self._runner.run
+        self._item_shape = self.contract.shape
+        self._run = self._runner.run if self.contract.scores == "probabilities" else self._softmax_run
 
     def _default_metadata(self) -> dict:
         r = self._runner
@@ -102,17 +117,30 @@ class Classifier:
             "output": {"name": r.output_name, "shape": [None, contract.NUM_CLASSES]},
         }
 
+    def _softmax_run(self, x: np.ndarray) -> np.ndarray:
+        """A logits model's output as probabilities (its metadata says ``scores: logits``)."""
+        return contract.softmax(self._runner.run(x))
+
+    def top(self, prediction: "Prediction", k: int = 1) -> list[tuple[str, float]]:
+        """The ``k`` most likely classes of a prediction, (label, probability), best first."""
+        p = prediction.probabilities
+        if p is None:
+            return []
+        order = np.argsort(-p, kind="stable")[:k]
+        return [(self.labels[i], float(p[i])) for i in order]
+
     def __repr__(self) -> str:
         return f"Classifier({str(self.path)!r}, format={self.format!r}, quantization={self.quantization!r})"
 
     # -- the model's input ---------------------------------------------------------------------------
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Model input float32 (N, 28, 28, 1) in [0, 1], as ``contract.to_model_input`` makes it -> (N, 10)."""
+        """Model input float32 (N, H, W, C) as the contract scales it (the digit model: (N, 28, 28, 1) in [0, 1],
+        as ``contract.to_model_input`` makes it) -> (N, classes) probabilities."""
         if type(x) is not np.ndarray or x.dtype != np.float32:
             x = _float_input(x)
         if x.shape[1:] != self._item_shape or x.shape[0] < 1:
-            raise DataError(f"model input must have shape (N, 28, 28, 1) with N >= 1, got {x.shape}")
+            raise DataError(f"model input must have shape (N, {', '.join(map(str, self._item_shape))}) with N >= 1, got {x.shape}")
         if not np.isfinite(x).all():
             raise DataError("model input holds NaN or infinite values; pass pixels scaled to [0, 1] with contract.to_model_input")
         return self._run(x)
@@ -136,6 +164,9 @@ class Classifier:
             a = np.asarray(frame_or_batch)
             single = a.ndim <= 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))  # < 2: refused as one bad frame
             frames = [a] if single else list(a)
+        if self.contract.crop == "image":
+            results = self._classify_images(frames, roi)
+            return results[0] if single else results
         crops = []
         for k, f in enumerate(frames):
             try:
@@ -155,3 +186,30 @@ class Classifier:
                 i += 1
             results.append(preds if multi else (preds[0] if preds else NO_DIGIT))
         return results[0] if single else results
+
+    def _classify_images(self, frames: list, roi: Box | None) -> list[Prediction]:
+        """An ``image`` model: each whole frame (or its ROI) prepared by the contract, one batched inference."""
+        regions, boxes = [], []
+        for k, f in enumerate(frames):
+            f = np.asarray(f)
+            if f.ndim not in (2, 3) or f.shape[0] < 1 or f.shape[1] < 1 or (f.ndim == 3 and f.shape[2] not in (1, 3, 4)):
+                raise DataError(f"frame {k}: expected a frame of shape (H, W) or (H, W, 1|3|4), got {f.shape}")
+            box = (0, 0, f.shape[1], f.shape[0])
+            if roi is not None:
+                x, y, w, h = roi
+                x0, y0, x1, y1 = max(0, x), max(0, y), min(f.shape[1], x + w), min(f.shape[0], y + h)
+                if x1 <= x0 or y1 <= y0:
+                    raise DataError(f"frame {k}: --roi {x},{y},{w},{h} lies outside the {f.shape[1]}x{f.shape[0]} frame")
+                f, box = f[y0:y1, x0:x1], (x0, y0, x1 - x0, y1 - y0)
+            if f.dtype == np.uint16:
+                f = (f >> 8).astype(np.uint8)
+            if f.dtype != np.uint8:
+                raise DataError(f"frame {k}: {f.dtype} pixels; an image model reads 8-bit frames (uint8, as cameras and image files give)")
+            regions.append(f)
+            boxes.append(box)
+        probs = self.probabilities(prepare(regions, self.contract))
+        out = []
+        for p, box in zip(probs, boxes):
+            k = int(p.argmax())
+            out.append(Prediction(None, float(p[k]), box, p, label=self.labels[k]))
+        return out

@@ -196,3 +196,44 @@ def terminal_sigint():
     *ignored*, and Python then never raises KeyboardInterrupt in its children: the Ctrl-C would go unseen.
     """
     return _sigint_as_at_a_terminal
+
+
+@dataclass(frozen=True)
+class ColourDigits:
+    """Real 32x32 RGB images of five classes (``colour_digits.py``) and two small models trained on them."""
+
+    train_dir: Path  # class folders zero/ ... four/ of PNG files: calibration
+    test_dir: Path  # the same layout, MNIST test digits: validation
+    test_npz: Path  # the test images as an .npz of x (RGB) and y
+    rescaling_model: Path  # a Rescaling layer inside, softmax: every option inferred but the colour order
+    plain_model: Path  # no Rescaling (pixels / 255 must be given), logits, BN after ReLU
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def colour_digits(request, mnist, tmp_path_factory) -> ColourDigits:
+    """The images written once per session; the two models trained once and cached like ``small_model_path``."""
+    import colour_digits as cd
+
+    root = tmp_path_factory.mktemp("colour-digits")
+    x_train, y_train = cd.split(mnist, cd.TRAIN_PER_CLASS, train=True, seed=SEED)
+    x_test, y_test = cd.split(mnist, cd.TEST_PER_CLASS, train=False, seed=SEED + 1)
+    cd.write_folder(root / "train", x_train, y_train)
+    cd.write_folder(root / "test", x_test, y_test)
+    np.savez(root / "test.npz", x=x_test, y=y_test)
+    key = hashlib.sha256((Path(cd.__file__)).read_bytes() + f"{cd.RECIPE}/seed {SEED}/threads {THREADS}".encode())
+    cache = Path(request.config.cache.mkdir("edgekit-colour-digits")) / key.hexdigest()[:16]
+    models = {}
+    for name, rescaling in (("rescaling", True), ("plain", False)):
+        cached = cache / f"{name}.keras"
+        if not cached.is_file():
+            model = cd.train(x_train, y_train, rescaling, seed=SEED)
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp = cache / f"{name}.tmp.keras"
+            model.save(tmp)
+            os.replace(tmp, cached)
+        models[name] = root / f"{name}.keras"
+        shutil.copyfile(cached, models[name])
+    return ColourDigits(root / "train", root / "test", root / "test.npz", models["rescaling"], models["plain"],
+                        x_test, y_test)

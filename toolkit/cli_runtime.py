@@ -58,6 +58,8 @@ def predict(
     threads: Annotated[Optional[int], THREADS] = None,
     max_pixels: Annotated[Optional[int], max_pixels_option(
         "Largest image to decode, in pixels; a larger JPEG is decoded reduced, anything else refused")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", metavar="K", help="Also list the K most likely classes "
+                                               "with their confidence (JSON: \"top\").")] = None,
 ) -> None:
     """Read the digit in each image: one line per image. Exit 0 when every image was read, 2 when any was not.
 
@@ -72,6 +74,8 @@ def predict(
     if not images:
         raise OptionsError("no images to read; usage: edgekit predict [MODEL] IMAGE... (files or folders)")
     box = parse_roi_option(roi)
+    if top is not None and top < 1:
+        raise OptionsError(f"--top must be at least 1, got {top}")
     model = model_or_bundled(model)
 
     from edgekit.runtime import Classifier
@@ -81,6 +85,8 @@ def predict(
     limit = max_pixels if max_pixels is not None else max_pixels_from_env()
     quiet_opencv()
     clf = Classifier(model, threads=threads)
+    if multi and clf.contract.crop == "image":
+        raise OptionsError("--multi reads every digit of a digit model; this model classifies the whole image (or --roi)")
     failed = 0
     for path in _images(images):
         try:
@@ -108,12 +114,18 @@ def predict(
                 typer.echo(f"{path}: {text or 'no digit'}" + (f"  [{detail}]" if digits else ""))
         else:
             d = result.to_dict()
+            ranked = clf.top(result, top) if top else []
             if json_lines:
-                typer.echo(json.dumps({"path": str(path), **d}))
+                extra = {"top": [{"label": name, "confidence": round(p, 4)} for name, p in ranked]} if top else {}
+                typer.echo(json.dumps({"path": str(path), **d, **extra}))
+            elif "label" in d:  # an image model: the class of the whole image (or ROI)
+                more = "  [" + ", ".join(f"{name} {p * 100:.1f}%" for name, p in ranked) + "]" if ranked else ""
+                typer.echo(f"{path}: {d['label']} ({d['confidence'] * 100:.1f}%){more}")
             elif d["digit"] is None:
                 typer.echo(f"{path}: no digit")
             else:
-                typer.echo(f"{path}: {d['digit']} ({d['confidence'] * 100:.1f}%) box {','.join(map(str, d['box']))}")
+                more = "  [" + ", ".join(f"{name} {p * 100:.1f}%" for name, p in ranked) + "]" if ranked else ""
+                typer.echo(f"{path}: {d['digit']} ({d['confidence'] * 100:.1f}%) box {','.join(map(str, d['box']))}{more}")
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
     raise typer.Exit(EXIT_OK)
@@ -212,6 +224,11 @@ def info(
         typer.echo(f"{key:<13}{value}")
 
 
+def _numbers(value) -> str:
+    """A scale or offset: one number, or one per channel."""
+    return ",".join(f"{v:.6g}" for v in value) if isinstance(value, list) else f"{value:.6g}"
+
+
 def _info_rows(facts: dict, bundled: bool, validated: dict | None) -> list[tuple[str, str]]:
     meta = facts["metadata"]
     rows = [("model", facts["path"] + ("  (bundled with edgekit)" if bundled else "")),
@@ -232,11 +249,19 @@ def _info_rows(facts: dict, bundled: bool, validated: dict | None) -> list[tuple
     rows.append(("quantization", str(meta.get("quantization", "unknown"))))
     if inp:
         pixels = ""
-        if isinstance(inp.get("scale"), (int, float)) and isinstance(inp.get("offset"), (int, float)):
-            pixels = f"; pixels x {inp['scale']:.6g} + {inp['offset']:g}, {inp.get('polarity', '?')}"
+        if isinstance(inp.get("scale"), (int, float, list)) and isinstance(inp.get("offset"), (int, float, list)):
+            pixels = f"; pixels x {_numbers(inp['scale'])} + {_numbers(inp['offset'])}"
+            pixels += f", {inp['polarity']}" if inp.get("polarity") else ""
         rows.append(("input", f"{tensor(inp)} ({inp.get('layout', '?')}){pixels}"))
+        if "crop" in inp:  # the input contract (docs/your-model.md); older exports: the digit model's, implied
+            what = ("digit crops found by find_digits" if inp["crop"] == "digit"
+                    else "the whole frame (or --roi)")
+            rows.append(("contract", f"{what}; {inp.get('channels', '?')} channel(s) {inp.get('color', '?')}, "
+                                     f"resize {inp.get('resize', '?')}"))
     if out:
-        rows.append(("output", tensor(out)))
+        scores = {"logits": "; its scores are logits (the runtime applies a softmax)",
+                  "probabilities": "; its scores are probabilities"}.get(out.get("scores"), "")
+        rows.append(("output", tensor(out) + scores))
     rows.append(("labels", " ".join(str(v) for v in meta.get("labels") or []) or "?"))
     training = meta.get("training")
     if isinstance(training, dict):

@@ -21,7 +21,7 @@ _DEFAULT = Thresholds()
 def validate_command(
     export_dir: Annotated[Path, typer.Argument(help="The folder `edgekit export` wrote (with manifest.json).")] = Path("runs/mnist/export"),
     reference: Annotated[Optional[Path], typer.Option("--reference", help="The Keras model to compare with; default: the manifest's source model.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="MNIST: a Keras-layout .npz or an IDX folder (default $EDGEKIT_DATA, else Keras' cache).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="The digit model: MNIST, a Keras-layout .npz or an IDX folder (default $EDGEKIT_DATA, else Keras' cache); any other model: your labelled images, a folder of class folders or an .npz of x and y.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N test images (default: all 10,000).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results as JSON to this file.")] = None,
     html_path: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML report to this file.")] = None,
@@ -50,16 +50,29 @@ def validate_command(
         if path is not None and not path.parent.is_dir():
             raise OptionsError(f"{option} {path}: the folder {path.parent} does not exist; create it or pick another path")
 
-    from edgekit.export.validate import validate
+    from edgekit.export.validate import folder_contract, validate
     from edgekit.toolkit.data import load_mnist
 
-    mnist = load_mnist(data)  # here, not in validate: --layers and the HTML report read it too
-    report = validate(export_dir, dataclasses.replace(options, data=mnist), on_progress=_Progress(), raise_on_failure=False)
+    contract = folder_contract(export_dir)
+    if contract.crop == "digit":
+        mnist = load_mnist(data)  # here, not in validate: --layers and the HTML report read it too
+        images = None
+    else:  # an image model: the user's labelled images, loaded for its contract (docs/your-model.md)
+        from edgekit.export.image_data import load_images
+
+        if data is None:
+            raise OptionsError("an image model is validated on your labelled images: pass --data DIR (class folders) or an .npz of x and y")
+        mnist, images = None, load_images(data, contract)
+    report = validate(export_dir, dataclasses.replace(options, data=mnist or images), on_progress=_Progress(),
+                      raise_on_failure=False)
     typer.echo(report.table())
     if layers:
         from edgekit.export.layer_error import format_layers, layer_reports
 
-        report.layers = layer_reports(report, mnist.x_train, mnist.y_train)
+        if images is None:
+            report.layers = layer_reports(report, mnist.x_train, mnist.y_train)
+        else:
+            report.layers = layer_reports(report, None, None, model_input=images.model_input(contract))
         for table in report.layers:
             typer.echo("\n" + format_layers(table))
         if not report.layers:

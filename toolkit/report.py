@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.export.validation_report import ArtifactResult, ValidationReport, write_report_file
-from edgekit.runtime.contract import LABELS, NUM_CLASSES
+from edgekit.runtime.contract import LABELS
 from edgekit.toolkit import plots
 
 MAX_THUMBNAILS = 60  # per artifact; a broken export disagrees on thousands
@@ -134,19 +134,21 @@ def _layers(report: ValidationReport) -> str:
 def _confusions(report: ValidationReport, rows: list[ArtifactResult]) -> str:
     figures = []
     for a in rows:
-        matrix = plots.confusion_matrix(report.labels, a.predictions)
-        png = plots.confusion_png(matrix, title=f"{a.name} — {a.accuracy:.2f} %")
+        names = _names(report)
+        matrix = plots.confusion_matrix(report.labels, a.predictions, len(names))
+        png = plots.confusion_png(matrix, labels=names, title=f"{a.name} — {a.accuracy:.2f} %")
         figures.append(_figure(png, f"{a.name} ({a.format}, {a.quantization})", "confusion"))
     return "<div class=\"grid\">" + "".join(figures) + "</div>"
 
 
 def _per_class(report: ValidationReport, rows: list[ArtifactResult]) -> str:
-    support = np.bincount(report.labels, minlength=NUM_CLASSES)[:NUM_CLASSES]
-    per_row = [plots.per_class_accuracy(plots.confusion_matrix(report.labels, a.predictions)) for a in rows]
+    names = _names(report)
+    support = np.bincount(report.labels, minlength=len(names))[:len(names)]
+    per_row = [plots.per_class_accuracy(plots.confusion_matrix(report.labels, a.predictions, len(names))) for a in rows]
     reference = per_row[0]
-    head = "<tr><th>digit</th><th>images</th>" + "".join(f"<th><code>{_e(a.name)}</code></th>" for a in rows) + "</tr>"
+    head = f"<tr><th>{'class' if report.class_names else 'digit'}</th><th>images</th>" + "".join(f"<th><code>{_e(a.name)}</code></th>" for a in rows) + "</tr>"
     body = []
-    for k in range(NUM_CLASSES):
+    for k in range(len(names)):
         cells = []
         for j, accs in enumerate(per_row):
             value = accs[k]
@@ -155,8 +157,8 @@ def _per_class(report: ValidationReport, rows: list[ArtifactResult]) -> str:
                 continue
             worse = j > 0 and reference[k] is not None and value < reference[k]
             cells.append(f"<td class=\"{'worse' if worse else ''}\">{100 * value:.2f} %</td>")
-        body.append(f"<tr><th>{_e(LABELS[k])}</th><td>{int(support[k]):,}</td>" + "".join(cells) + "</tr>")
-    return ("<p>Share of each digit's test images answered right; red where an export is below Keras.</p>"
+        body.append(f"<tr><th>{_e(names[k])}</th><td>{int(support[k]):,}</td>" + "".join(cells) + "</tr>")
+    return (f"<p>Share of each {'class' if report.class_names else 'digit'}'s test images answered right; red where an export is below Keras.</p>"
             f"<table class=\"perclass\"><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
 
 
@@ -178,7 +180,8 @@ def _disagreements(report: ValidationReport) -> str:
         more = f"<p>{counts}" + (f"; {len(shown)} shown, lost first." if len(where) > len(shown) else ".") + "</p>"
         thumbs = []
         for i in shown:
-            y, r, p = int(report.labels[i]), int(ref.predictions[i]), int(a.predictions[i])
+            names = _names(report)
+            y, r, p = (names[int(v)] for v in (report.labels[i], ref.predictions[i], a.predictions[i]))
             caption = (f"#{i} label {y}<br><span class=\"{'ok' if r == y else 'bad'}\">Keras {r} "
                        f"({100 * float(ref.confidence[i]):.0f} %)</span><br>"
                        f"<span class=\"{'ok' if p == y else 'bad'}\">{_e(a.quantization)} {p} "
@@ -231,10 +234,20 @@ def _dataset(mnist) -> str:
 
 # --- HTML helpers -------------------------------------------------------------------------------------
 
+def _names(report: ValidationReport) -> list[str]:
+    """The class names: an image model's labels, or the digits."""
+    return list(report.class_names) or list(LABELS)
+
+
 def _thumbnail(image: np.ndarray) -> bytes:
     import cv2
 
-    big = np.kron(np.asarray(image, dtype=np.uint8), np.ones((THUMB_SCALE, THUMB_SCALE), dtype=np.uint8))
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3:  # an image model's colour picture, in its contract's order: thumbnails are drawn as RGB
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    big = cv2.resize(image, None, fx=THUMB_SCALE, fy=THUMB_SCALE, interpolation=cv2.INTER_NEAREST)
     ok, buf = cv2.imencode(".png", big)
     if not ok:  # pragma: no cover - encoding a valid uint8 array does not fail
         raise RuntimeError("could not encode a thumbnail as PNG")
