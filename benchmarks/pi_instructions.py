@@ -14,7 +14,9 @@ be the same in the counted runs (qemu-user lays the guest out deterministically;
 
 The device install and root are ``scripts/pi_check.sh``'s (``--cache``; run it first). The guest script warms the
 bundled model up on 3 frames, then classifies one camera-like 640x480 frame (an MNIST test digit on paper,
-``edgekit.runtime.benchmark.camera_like_frames``) N more times, one thread for LiteRT and OpenCV. Two runs, N = 0
+``edgekit.runtime.benchmark.camera_like_frames``) N more times, one thread for LiteRT and OpenCV; ``--preprocess
+FILE`` counts with another preprocess.py's ``find_digits`` (e.g. ``git show 4327865:runtime/preprocess.py``, before
+issue 25) in ``Classifier.classify``, to compare two preprocessings on the same model. Two runs, N = 0
 and N = --frames; the difference over N is instructions per frame in those libraries. Not counted: the Python
 interpreter (the ``python3.11`` binary: Classifier.classify's own Python) and libc (memcpy, malloc), so the count
 is a lower bound of a frame's instructions. The time on a Pi 4 that follows from it needs the A72's instructions
@@ -39,10 +41,16 @@ from edgekit.runtime.files import write_json
 HERE = Path(__file__).resolve().parent
 LIBS = ("cv2.abi3.so", "libpywrap_litert_common.so", "libLiteRt.so", "_multiarray_umath")
 GUEST = """
+import importlib.util
 import sys
 import cv2
-from edgekit.runtime import Classifier
+from edgekit.runtime import Classifier, classifier
 
+if sys.argv[4:]:  # another preprocess.py's find_digits in Classifier.classify (--preprocess)
+    spec = importlib.util.spec_from_file_location("edgekit_other_preprocess", sys.argv[4])
+    other = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    classifier.find_digits = other.find_digits
 cv2.setNumThreads(1)
 clf = Classifier(threads=1)
 frame = cv2.imread(sys.argv[1])
@@ -64,6 +72,8 @@ def run_guest(root: Path, site: Path, work: Path, frames: int, ranges: str | Non
     """(instructions logged or None, the guest's maps file text) for one run with ``frames`` extra frames."""
     maps = work / f"maps-{frames}-{'counted' if ranges else 'plain'}.txt"
     args = [str(work / "guest.py"), str(work / "frame.jpg"), str(frames), str(maps)]
+    if (work / "preprocess.py").is_file():
+        args.append(str(work / "preprocess.py"))
     env = {**os.environ, "PYTHONPATH": str(site)}
     if ranges is None:
         subprocess.run([*qemu(root), *args], env=env, check=True, capture_output=True, timeout=600)
@@ -81,6 +91,8 @@ def main() -> int:
                     help="scripts/pi_check.sh's cache (its root/ and site/)")
     ap.add_argument("--frames", type=int, default=10, help="extra frames in the second counted run")
     ap.add_argument("--ghz", type=float, default=1.5, help="clock for the derived time (Pi 4: 1.5, later boards 1.8)")
+    ap.add_argument("--preprocess", help="count with another preprocess.py's find_digits (e.g. an earlier commit's, "
+                                         "from git show) in place of the installed one")
     ap.add_argument("--out", default=str(HERE / "results" / "pi_instructions.json"))
     args = ap.parse_args()
 
@@ -94,6 +106,8 @@ def main() -> int:
         raise SystemExit(f"no emulated Pi install in {cache}; run scripts/pi_check.sh (--cache {cache}) first")
     work = Path(tempfile.mkdtemp(prefix="edgekit-pi-instructions-"))
     (work / "guest.py").write_text(GUEST)
+    if args.preprocess:
+        (work / "preprocess.py").write_text(Path(args.preprocess).read_text())
     with np.load(args.data) as npz:
         frame, label = next(camera_like_frames(1, npz["x_test"][:1], npz["y_test"][:1], seed=3))
     cv2.imwrite(str(work / "frame.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -121,6 +135,7 @@ def main() -> int:
                 "not counted",
         "qemu": subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "libraries": found, "digit_read": int(digit), "label": label,
+        "preprocess": args.preprocess or "the installed edgekit's",
         "counted": {"frames_0": c0, f"frames_{args.frames}": cn}, "frames": args.frames,
         "instructions_per_frame": per_frame,
         "derived_ms_at_ghz": {"ghz": args.ghz, "ipc_1": times[1.0], "ipc_2": times[2.0]},

@@ -15,10 +15,11 @@
 Goals: runtime overhead within 5 % of the raw loop; frame -> digit <= 2 ms (int8, one thread); runtime process
 <= 100 MB peak and <= 1 s to the first prediction. Writes benchmarks/results/runtime.json.
 
-Two preprocessings side by side (issue 25: frame -> digit <= 0.69 of the old cost), part 2 only, on the bundled
-int8 model (or ``--export-dir``'s), writing benchmarks/results/runtime-preprocess.json:
+Two preprocessings side by side (issue 25: frame -> digit <= 1.2 ms of CPU), part 2 only, on the bundled int8 model
+(or ``--export-dir``'s), writing benchmarks/results/runtime-preprocess.json; 4327865 is the last commit before
+issue 25 changed the preprocessing:
 
-    git show main:runtime/preprocess.py > /tmp/old_preprocess.py
+    git show 4327865:runtime/preprocess.py > /tmp/old_preprocess.py
     python benchmarks/runtime.py --frame-only --old-preprocess /tmp/old_preprocess.py
 
 Blocks of the 100 frames alternate between this checkout's ``find_digits`` and the file's (``--rounds`` each), so

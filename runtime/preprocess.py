@@ -39,6 +39,7 @@ MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (
 MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
 ON_PAPER_CONTRAST = 1.5  # light ink's surroundings differ from its strokes by at most this times its strength
 MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the tallest digit's height
+FEW_COMPONENTS = 6  # up to this many, components are measured one by one (cheaper than OpenCV's statistics)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the frame's pixels
 
@@ -204,7 +205,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     # Paper for the threshold: a closing (opening for light ink) wider than any stroke, a third of the frame
     # (a marker's stroke is up to a quarter of a digit's height), computed at a quarter of the size.
     f = 4 if min(H, W) >= 64 else 1
-    coarse = cv2.resize(g, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA) if f > 1 else g
+    coarse = _quarter(g) if f > 1 else g
     kk = max(3, (min(coarse.shape) // 3) | 1)
     kernel = _square(kk)
 
@@ -218,6 +219,17 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     return polarities, ink, noise, g
 
 
+def _quarter(g: np.ndarray) -> np.ndarray:
+    """``cv2.resize(g, (W // 4, H // 4), interpolation=cv2.INTER_AREA)``, bit for bit and faster when 4 divides both
+    sides: OpenCV averages 4x4 blocks pixel by pixel but halves with SIMD, so the image is halved twice in float32
+    (the sums are exact) and rounded back half to even, as OpenCV's own rounding does."""
+    H, W = g.shape
+    if H % 4 or W % 4:
+        return cv2.resize(g, (W // 4, H // 4), interpolation=cv2.INTER_AREA)
+    half = cv2.resize(g.astype(np.float32), (W // 2, H // 2), interpolation=cv2.INTER_AREA)
+    return cv2.convertScaleAbs(cv2.resize(half, (W // 4, H // 4), interpolation=cv2.INTER_AREA))
+
+
 @functools.lru_cache(maxsize=8)
 def _square(k: int) -> np.ndarray:
     """A k x k structuring element (the same few sizes, frame after frame)."""
@@ -228,10 +240,14 @@ def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, bool]:
     """(dark ink?, does the ink reach MIN_CONTRAST // 2 from the paper?) of ``h`` against a paper estimate: the
     0.999 quantiles of how far the darkest pixels fall below the paper (lo) and the brightest rise above it (hi),
     dark when lo >= hi. lo is found; of hi only what decides is counted (whether it is at most lo, or under the
-    contrast)."""
+    contrast). Most frames are decided by two counts first: one tail reaches past MIN_CONTRAST, the other not."""
     below, above = cv2.subtract(paper, h), cv2.subtract(h, paper)
-    lo = int(_count_quantile(below, 0.999))
     flat = MIN_CONTRAST // 2 - 1  # reaching no further than this is no ink
+    hi_within = _quantile_at_most(above, 0.999, MIN_CONTRAST)
+    lo_within = _quantile_at_most(below, 0.999, MIN_CONTRAST)
+    if hi_within != lo_within:  # hi <= MIN_CONTRAST < lo: dark ink; lo <= MIN_CONTRAST < hi: light; ink either way
+        return hi_within, True
+    lo = int(_count_quantile(below, 0.999, at_least=0 if lo_within else MIN_CONTRAST + 1))
     if _quantile_at_most(above, 0.999, lo):
         return True, lo > flat
     return False, lo > flat or not _quantile_at_most(above, 0.999, flat)
@@ -267,8 +283,8 @@ def _hist(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 def _quantile(hist: np.ndarray, q: float) -> float:
     """The q-quantile of uint8 values from their 256-bin histogram."""
-    c = np.cumsum(hist)
-    return float(np.searchsorted(c, q * c[-1]))
+    c = hist.cumsum()
+    return float(c.searchsorted(q * c[-1]))
 
 
 def _count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0) -> float:
@@ -299,6 +315,25 @@ _DILATE = np.ones((3, 3), np.uint8)
 _RING = np.ones((5, 5), np.uint8)  # a 2-pixel ring around a mask
 
 
+def _components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[tuple[int, int, int, int, int, int]]]:
+    """The 8-connected components of a mask, labelled (uint16) as ``cv2.connectedComponentsWithStats`` labels them,
+    and (label, x, y, w, h, area) of those at least ``min_area`` pixels big, in label order. OpenCV's statistics
+    cost more than its labelling (every pixel, the background's too, updates its label's box and centroid): with
+    a few components, as most frames have, each one's box and area are counted from its own pixels instead."""
+    n, labels = cv2.connectedComponents(mask, connectivity=8, ltype=cv2.CV_16U)
+    if n > FEW_COMPONENTS + 1:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+        big = (stats[1:, cv2.CC_STAT_AREA] >= min_area).nonzero()[0] + 1
+        return labels, [(i, *box) for i, box in zip(big.tolist(), stats[big].tolist())]
+    out = []
+    for i in range(1, n):
+        own = cv2.compare(labels, i, cv2.CMP_EQ)
+        area = cv2.countNonZero(own)
+        if area >= min_area:
+            out.append((i, *cv2.boundingRect(own), area))
+    return labels, out
+
+
 def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool) -> list[tuple[Box, np.ndarray]]:
     H, W = ink.shape
     # The threshold: Otsu's (OpenCV's, in double precision), at least MIN_CONTRAST and 0.35 of the strongest ink
@@ -317,12 +352,9 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     if not bw:
         return []
     cx, cy = max(0, bx - 3), max(0, by - 3)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)],
-                                                           connectivity=8, ltype=cv2.CV_16U)
-    min_area = max(4, int(H * W * 0.00015))
+    labels, big = _components(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)], max(4, int(H * W * 0.00015)))
     parts = []
-    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1  # not the background, not a speck
-    for i, (x, y, w, h, area) in zip(big.tolist(), stats[big].tolist()):
+    for i, x, y, w, h, area in big:  # not the background, not a speck
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
@@ -366,13 +398,13 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         # The strokes' mask with room for a ring around it (_on_paper), and the patch 1 pixel past the box.
         y0, y1, x0, x1 = max(0, y - 3), min(H, y + h + 3), max(0, x - 3), min(W, x + w + 3)
         lab = labels[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
-        mask = np.isin(lab, ids).astype(np.uint8) if len(ids) > 1 else (lab == ids[0]).astype(np.uint8)
+        # Masks are 0/255, so that ANDing with one keeps or clears a pixel.
+        mask = cv2.compare(lab, ids[0], cv2.CMP_EQ) if len(ids) == 1 else np.isin(lab, ids) * np.uint8(255)
         rim = cv2.dilate(mask, _DILATE)  # keep the anti-aliased rim just outside the threshold, like MNIST's edges
         ys, xs = slice(max(0, y - 1), min(H, y + h + 1)), slice(max(0, x - 1), min(W, x + w + 1))
-        keep = rim[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
-        patch = cv2.bitwise_and(ink[ys, xs], ink[ys, xs], mask=keep)
+        patch = cv2.bitwise_and(ink[ys, xs], rim[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0])
         core = _hist(patch, cv2.threshold(patch, t, 255, cv2.THRESH_BINARY)[1])  # the stroke's own levels
-        level = _quantile(core, 0.5) if core.sum() else t
+        level = _quantile(core, 0.5) if core.any() else t
         if level < NOISE_MARGIN * noise:
             continue  # as strong as the noise around it: speckle, not ink
         if not dark and not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):

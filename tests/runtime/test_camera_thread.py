@@ -6,7 +6,9 @@ first, as a camera's blocking read does). The classifier is the bundled model, s
 per frame by sleeping out the rest of it (``SlowClassifier``; sleeping, not spinning, so the 2-core test machine
 is not the bottleneck). Bounds (issue 25): the loop's FPS >= 90 % of min(camera rate, 1 / processing time), every
 frame's capture -> result latency < two frame periods + the processing time, frames in order, drops counted
-exactly, and every way of stopping ends the reading thread and releases the camera."""
+exactly, and every way of stopping ends the reading thread and releases the camera. The processing time is what
+each classify call took, measured: on a loaded machine the sleep oversleeps and the model waits for a core, which
+is the machine's doing, not the loop's."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ class SlowClassifier:
 
     def __init__(self, seconds: float):
         self.clf, self.seconds = Classifier(threads=1), seconds
+        self.took: list[float] = []  # seconds each call really took (more than ``seconds`` on a busy machine)
 
     def classify(self, frame, roi=None):
         start = time.perf_counter()
@@ -84,6 +87,7 @@ class SlowClassifier:
         rest = self.seconds - (time.perf_counter() - start)
         if rest > 0:
             time.sleep(rest)
+        self.took.append(time.perf_counter() - start)
         return p
 
 
@@ -102,7 +106,8 @@ def test_loop_keeps_up_with_the_camera(camera_video, processing_ms):
         stamps.append(time.perf_counter())
         results.append((int(r.frame[0, 0, 0]), r.capture_to_result_ms, r.dropped))
 
-    end = run_loop(source, SlowClassifier(processing_ms / 1000), on_result)
+    clf = SlowClassifier(processing_ms / 1000)
+    end = run_loop(source, clf, on_result)
     assert end.reason == f"end of {source.name}" and source.released and not _reader_threads()
     assert source.delivered == FRAMES
     numbers = [n for n, _, _ in results]
@@ -111,16 +116,18 @@ def test_loop_keeps_up_with_the_camera(camera_video, processing_ms):
     assert end.dropped == FRAMES - len(results) and end.frames == len(results)
     assert all(dropped == n - k for k, (n, _, dropped) in enumerate(results))  # drops counted as they happen
 
+    # Processing time as each call took it (the loop's own work and waiting are not in it).
+    assert len(clf.took) == len(results)
+    took_ms = [s * 1000 for s in clf.took]
     period_ms = 1000 / CAMERA_FPS
-    expected_fps = min(CAMERA_FPS, 1000 / processing_ms)
+    expected_fps = min(CAMERA_FPS, 1000 / (sum(took_ms) / len(took_ms)))
     fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     check(f"loop FPS / min(camera, 1/processing) at {processing_ms:g} ms", fps / expected_fps, ">=", 0.9)
     # Latency from the moment the camera delivered the frame (not when the loop got round to reading it)
     latencies = [(t - source.due[n]) * 1000 for (n, _, _), t in zip(results, stamps)]
     assert all(reported <= true for (_, reported, _), true in zip(results, latencies))
-    worst = max(latencies)
     check(f"worst capture->result ms / (2 periods + processing) at {processing_ms:g} ms",
-          worst / (2 * period_ms + processing_ms), "<", 1.0)
+          max(ms / (2 * period_ms + took) for ms, took in zip(latencies, took_ms)), "<", 1.0)
     if processing_ms > period_ms:
         assert end.dropped > 0  # it skipped frames rather than fall behind
 

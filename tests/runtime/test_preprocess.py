@@ -162,3 +162,31 @@ def test_counted_quantiles_are_the_histograms():
                     assert _count_quantile(a, q, upward=upward, at_least=at_least) == max(at_least, want), (a.shape, q, upward, at_least)
             for k in (0, int(want) - 1, int(want), 254):
                 assert _quantile_at_most(a, q, k) == (want <= k)
+
+
+def test_quarter_and_components_are_opencvs():
+    """find_digits quarters its working image in two float32 halvings and measures a few connected components one
+    by one (both cheaper than OpenCV's own way); the results must be ``cv2.resize(INTER_AREA)``'s and
+    ``cv2.connectedComponentsWithStats``' exactly: half-way averages round to even, labels and boxes the same."""
+    import cv2
+
+    from edgekit.runtime.preprocess import FEW_COMPONENTS, _components, _quarter
+
+    rng = np.random.default_rng(25)
+    images = [rng.integers(0, 256, (240, 320), dtype=np.uint8), cv2.GaussianBlur(rng.integers(0, 256, (120, 160), dtype=np.uint8), (7, 7), 0),
+              np.full((64, 64), 7, np.uint8), rng.integers(0, 256, (90, 126), dtype=np.uint8)]  # 126: not divisible by 4
+    ties = np.zeros((64, 64), np.uint8)
+    ties[::4, ::4] = rng.choice([8, 24, 40, 56], (16, 16))  # 4x4 averages of exactly 0.5, 1.5, 2.5, 3.5
+    images.append(ties)
+    for a in images:
+        want = cv2.resize(a, (a.shape[1] // 4, a.shape[0] // 4), interpolation=cv2.INTER_AREA)
+        assert np.array_equal(_quarter(a), want), a.shape
+    masks = [(rng.random((60, 80)) < p).astype(np.uint8) for p in (0.0005, 0.002, 0.01, 0.3)]  # few to many components
+    for mask in masks:
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
+        for min_area in (1, 3):
+            got_labels, big = _components(mask, min_area)
+            want = [(i, *stats[i].tolist()) for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+            assert np.array_equal(got_labels, labels) and big == want, (n, min_area)
+    assert any(cv2.connectedComponents(m, connectivity=8)[0] - 1 <= FEW_COMPONENTS for m in masks[:2])  # both ways ran
+    assert any(cv2.connectedComponents(m, connectivity=8)[0] - 1 > FEW_COMPONENTS for m in masks[2:])
