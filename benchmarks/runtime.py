@@ -25,6 +25,9 @@ issue 25 changed the preprocessing:
 Blocks of the 100 frames alternate between this checkout's ``find_digits`` and the file's (``--rounds`` each), so
 machine noise hits both alike; medians. benchmarks/camera.py ``--old-preprocess`` checks that the two find the
 same boxes and crops.
+
+One script (~440 lines) on purpose: its parts share one set of exported models, frames and interpreters, and
+their figures are only comparable when measured in one process, in one run.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy as np
 from edgekit.runtime.classifier import NO_DIGIT, Classifier, Prediction
 from edgekit.runtime.errors import BackendMissingError, CameraError, DataError, first_line
 from edgekit.runtime.images import image_size, max_pixels_from_env, too_large
-from edgekit.runtime.preprocess import Box, _to_uint8
+from edgekit.runtime.preprocess import Box, to_uint8
 from edgekit.runtime.sources import SourceKind, source_kind
 
 READ_RETRIES = 5  # failed reads in a row before a live camera counts as lost
@@ -357,7 +357,7 @@ def annotate(result: FrameResult, roi: Box | None = None) -> np.ndarray:
     (and the region of interest, if any, in grey)."""
     f = result.frame
     if f.dtype != np.uint8:
-        f = _to_uint8(f)
+        f = to_uint8(f)
     img = cv2.cvtColor(f, cv2.COLOR_GRAY2BGR) if f.ndim == 2 or f.shape[2] == 1 else (
         cv2.cvtColor(f, cv2.COLOR_BGRA2BGR) if f.shape[2] == 4 else f.copy()
     )

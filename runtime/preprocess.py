@@ -17,6 +17,10 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
    of mass (LeCun et al.'s recipe), ink bright on black with soft edges like MNIST's anti-aliasing.
 
 Nothing plausible in view gives no crop: the caller reports "no digit" instead of guessing.
+
+One module (~450 lines) on purpose: the steps share the working image, its polarity and its noise level, and the
+small counting helpers exist for the speed of this one path (a frame costs about half a millisecond here, as much as
+the model); split, each piece would pass the same half-dozen arrays back and forth.
 """
 
 from __future__ import annotations
@@ -61,12 +65,14 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
         f = f[..., 0]
     if f.ndim == 3:
         if f.dtype != np.uint8:
-            f = _to_uint8(f)
+            f = to_uint8(f)
         f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY if f.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
-    return np.ascontiguousarray(_to_uint8(f))
+    return np.ascontiguousarray(to_uint8(f))
 
 
-def _to_uint8(f: np.ndarray) -> np.ndarray:
+def to_uint8(f: np.ndarray) -> np.ndarray:
+    """Any frame's pixels as uint8: bool as 0/255, uint16 by its high byte, floats up to 1.0 times 255 (larger ones
+    as they are; NaN as 0), everything clipped to 0-255."""
     if f.dtype == np.uint8:
         return f
     if f.dtype == np.bool_:
@@ -205,7 +211,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     # Paper for the threshold: a closing (opening for light ink) wider than any stroke, a third of the frame
     # (a marker's stroke is up to a quarter of a digit's height), computed at a quarter of the size.
     f = 4 if min(H, W) >= 64 else 1
-    coarse = _quarter(g) if f > 1 else g
+    coarse = quarter(g) if f > 1 else g
     kk = max(3, (min(coarse.shape) // 3) | 1)
     kernel = _square(kk)
 
@@ -219,7 +225,7 @@ def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray]
     return polarities, ink, noise, g
 
 
-def _quarter(g: np.ndarray) -> np.ndarray:
+def quarter(g: np.ndarray) -> np.ndarray:
     """``cv2.resize(g, (W // 4, H // 4), interpolation=cv2.INTER_AREA)``, bit for bit and faster when 4 divides both
     sides: OpenCV averages 4x4 blocks pixel by pixel but halves with SIMD, so the image is halved twice in float32
     (the sums are exact) and rounded back half to even, as OpenCV's own rounding does."""
@@ -243,18 +249,18 @@ def _polarity(h: np.ndarray, paper: np.ndarray) -> tuple[bool, bool]:
     contrast). Most frames are decided by two counts first: one tail reaches past MIN_CONTRAST, the other not."""
     below, above = cv2.subtract(paper, h), cv2.subtract(h, paper)
     flat = MIN_CONTRAST // 2 - 1  # reaching no further than this is no ink
-    hi_within = _quantile_at_most(above, 0.999, MIN_CONTRAST)
-    lo_within = _quantile_at_most(below, 0.999, MIN_CONTRAST)
+    hi_within = quantile_at_most(above, 0.999, MIN_CONTRAST)
+    lo_within = quantile_at_most(below, 0.999, MIN_CONTRAST)
     if hi_within != lo_within:  # hi <= MIN_CONTRAST < lo: dark ink; lo <= MIN_CONTRAST < hi: light; ink either way
         return hi_within, True
-    lo = int(_count_quantile(below, 0.999, at_least=0 if lo_within else MIN_CONTRAST + 1))
-    if _quantile_at_most(above, 0.999, lo):
+    lo = int(count_quantile(below, 0.999, at_least=0 if lo_within else MIN_CONTRAST + 1))
+    if quantile_at_most(above, 0.999, lo):
         return True, lo > flat
-    return False, lo > flat or not _quantile_at_most(above, 0.999, flat)
+    return False, lo > flat or not quantile_at_most(above, 0.999, flat)
 
 
-def _quantile_at_most(a: np.ndarray, q: float, k: int) -> bool:
-    """Whether ``_quantile(_hist(a), q) <= k``: one threshold and one count."""
+def quantile_at_most(a: np.ndarray, q: float, k: int) -> bool:
+    """Whether ``hist_quantile(histogram(a), q) <= k``: one threshold and one count."""
     need = float(np.float32(q) * np.float32(a.size))
     return a.size - cv2.countNonZero(cv2.threshold(a, k, 1, cv2.THRESH_BINARY)[1]) >= need
 
@@ -273,28 +279,28 @@ def _paper_median(g: np.ndarray) -> np.ndarray:
 
 def _noise_sigma(g: np.ndarray) -> float:
     """Robust sensor-noise estimate: the median absolute high-pass response, scaled to a Gaussian sigma."""
-    return 1.4826 * _count_quantile(cv2.absdiff(g, cv2.blur(g, (3, 3))), 0.5, upward=3)
+    return 1.4826 * count_quantile(cv2.absdiff(g, cv2.blur(g, (3, 3))), 0.5, upward=3)
 
 
-def _hist(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def histogram(a: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """The 256-bin histogram of a uint8 image (optionally under a mask)."""
     return cv2.calcHist([a], [0], mask, [256], [0, 256]).ravel()
 
 
-def _quantile(hist: np.ndarray, q: float) -> float:
+def hist_quantile(hist: np.ndarray, q: float) -> float:
     """The q-quantile of uint8 values from their 256-bin histogram."""
     c = hist.cumsum()
     return float(c.searchsorted(q * c[-1]))
 
 
-def _count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0) -> float:
-    """``max(at_least, _quantile(_hist(a), q))`` found by counting instead: the least level k >= ``at_least`` with at
+def count_quantile(a: np.ndarray, q: float, upward: int = 0, at_least: int = 0) -> float:
+    """``max(at_least, hist_quantile(histogram(a), q))`` found by counting instead: the least level k >= ``at_least`` with at
     least ``q`` of the pixels at or below it, by bisection (``upward``: first trying k = at_least, at_least + 1, ...
     that many times, for a quantile expected there).
     A histogram of a mostly-flat image costs more than the eight threshold-and-count passes it takes (every
     pixel adds to one of a few counters, each increment waiting for the previous)."""
     n = a.size
-    need = float(np.float32(q) * np.float32(n))  # as _quantile compares: float32 counts
+    need = float(np.float32(q) * np.float32(n))  # as hist_quantile compares: float32 counts
     above = np.empty_like(a)
     lo = at_least
     for _ in range(upward):  # before the maximum is known: a first guess right often saves finding it
@@ -315,7 +321,7 @@ _DILATE = np.ones((3, 3), np.uint8)
 _RING = np.ones((5, 5), np.uint8)  # a 2-pixel ring around a mask
 
 
-def _components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[tuple[int, int, int, int, int, int]]]:
+def components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[tuple[int, int, int, int, int, int]]]:
     """The 8-connected components of a mask, labelled (uint16) as ``cv2.connectedComponentsWithStats`` labels them,
     and (label, x, y, w, h, area) of those at least ``min_area`` pixels big, in label order. OpenCV's statistics
     cost more than its labelling (every pixel, the background's too, updates its label's box and centroid): with
@@ -343,7 +349,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     floor = int(t / 0.35)
     while 0.35 * floor > t:
         floor -= 1  # the largest level whose 0.35 is at most t, whatever the float rounding
-    t = max(t, 0.35 * _count_quantile(ink, 0.998, upward=1, at_least=floor))
+    t = max(t, 0.35 * count_quantile(ink, 0.998, upward=1, at_least=floor))
     if t != otsu:
         mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
     # Components are labelled within the ink's bounding box (a tenth of the frame, typically) and 3 pixels of
@@ -352,7 +358,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     if not bw:
         return []
     cx, cy = max(0, bx - 3), max(0, by - 3)
-    labels, big = _components(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)], max(4, int(H * W * 0.00015)))
+    labels, big = components(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)], max(4, int(H * W * 0.00015)))
     parts = []
     for i, x, y, w, h, area in big:  # not the background, not a speck
         x, y = x + cx, y + cy
@@ -403,8 +409,8 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         rim = cv2.dilate(mask, _DILATE)  # keep the anti-aliased rim just outside the threshold, like MNIST's edges
         ys, xs = slice(max(0, y - 1), min(H, y + h + 1)), slice(max(0, x - 1), min(W, x + w + 1))
         patch = cv2.bitwise_and(ink[ys, xs], rim[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0])
-        core = _hist(patch, cv2.threshold(patch, t, 255, cv2.THRESH_BINARY)[1])  # the stroke's own levels
-        level = _quantile(core, 0.5) if core.any() else t
+        core = histogram(patch, cv2.threshold(patch, t, 255, cv2.THRESH_BINARY)[1])  # the stroke's own levels
+        level = hist_quantile(core, 0.5) if core.any() else t
         if level < NOISE_MARGIN * noise:
             continue  # as strong as the noise around it: speckle, not ink
         if not dark and not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
@@ -426,10 +432,10 @@ def _on_paper(region: np.ndarray, dark: bool, mask: np.ndarray, rim: np.ndarray,
     1,017 candidates in bold-marker frames under 1.24). The rim of a sheet lying on a darker desk, which the paper
     estimate's soft edge turns into faint ink, has the desk beyond it: a contrast twice its ink strength and more
     (median 2.1)."""
-    ring = _hist(region, cv2.dilate(rim, _RING) - rim)
+    ring = histogram(region, cv2.dilate(rim, _RING) - rim)
     if not ring.sum():
         return True
-    around, strokes = _quantile(ring, 0.5), cv2.mean(region, mask)[0]  # the ring's median: the side most of it is
+    around, strokes = hist_quantile(ring, 0.5), cv2.mean(region, mask)[0]  # the ring's median: the side most of it is
     return (around - strokes if dark else strokes - around) <= ON_PAPER_CONTRAST * level
 
 

@@ -66,9 +66,7 @@ def violations(layer: str, module: str, source: str) -> list[str]:
 
 
 # Private names still imported across modules, each with the reason it stays (empty this list, never grow it).
-PRIVATE_ALLOWED = {
-    ("edgekit.runtime.camera", "edgekit.runtime.preprocess._to_uint8"),  # preprocess.py is being rewritten elsewhere now
-}
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def private_imports(source: str, module: str) -> list[str]:
@@ -116,9 +114,7 @@ def private_uses(source: str, module: str) -> list[str]:
 
 # The tests, benchmarks and scripts use edgekit through its public names, as a user would; the exceptions, each
 # with its reason (empty this list, never grow it).
-OUTSIDE_PRIVATE_ALLOWED = {
-    "edgekit.runtime.preprocess",  # preprocess.py (and its tests with it) is being rewritten elsewhere now
-}
+OUTSIDE_PRIVATE_ALLOWED: set[str] = set()
 
 
 def outside_files() -> list[tuple[str, Path]]:

@@ -148,7 +148,7 @@ def test_any_frame_never_crashes(h, w, channels, dtype, seed):
 def test_counted_quantiles_are_the_histograms():
     """find_digits finds its quantiles by threshold-and-count bisection (faster than a histogram of a mostly flat
     image); the answers must be the 256-bin histogram's exactly, whatever the start (``upward``, ``at_least``)."""
-    from edgekit.runtime.preprocess import _count_quantile, _hist, _quantile, _quantile_at_most
+    from edgekit.runtime.preprocess import count_quantile, histogram, hist_quantile, quantile_at_most
 
     rng = np.random.default_rng(25)
     images = [np.zeros((30, 40), np.uint8), np.full((17, 9), 255, np.uint8), rng.integers(0, 256, (37, 41), dtype=np.uint8),
@@ -156,12 +156,12 @@ def test_counted_quantiles_are_the_histograms():
               np.where(rng.random((64, 64)) < 0.002, 200, 3).astype(np.uint8)]  # a thin tail
     for a in images:
         for q in (0.001, 0.5, 0.998, 0.999, 1.0):
-            want = _quantile(_hist(a), q)
+            want = hist_quantile(histogram(a), q)
             for upward in (0, 1, 3):
                 for at_least in (0, 5, 100):
-                    assert _count_quantile(a, q, upward=upward, at_least=at_least) == max(at_least, want), (a.shape, q, upward, at_least)
+                    assert count_quantile(a, q, upward=upward, at_least=at_least) == max(at_least, want), (a.shape, q, upward, at_least)
             for k in (0, int(want) - 1, int(want), 254):
-                assert _quantile_at_most(a, q, k) == (want <= k)
+                assert quantile_at_most(a, q, k) == (want <= k)
 
 
 def test_quarter_and_components_are_opencvs():
@@ -170,7 +170,7 @@ def test_quarter_and_components_are_opencvs():
     ``cv2.connectedComponentsWithStats``' exactly: half-way averages round to even, labels and boxes the same."""
     import cv2
 
-    from edgekit.runtime.preprocess import FEW_COMPONENTS, _components, _quarter
+    from edgekit.runtime.preprocess import FEW_COMPONENTS, components, quarter
 
     rng = np.random.default_rng(25)
     images = [rng.integers(0, 256, (240, 320), dtype=np.uint8), cv2.GaussianBlur(rng.integers(0, 256, (120, 160), dtype=np.uint8), (7, 7), 0),
@@ -180,12 +180,12 @@ def test_quarter_and_components_are_opencvs():
     images.append(ties)
     for a in images:
         want = cv2.resize(a, (a.shape[1] // 4, a.shape[0] // 4), interpolation=cv2.INTER_AREA)
-        assert np.array_equal(_quarter(a), want), a.shape
+        assert np.array_equal(quarter(a), want), a.shape
     masks = [(rng.random((60, 80)) < p).astype(np.uint8) for p in (0.0005, 0.002, 0.01, 0.3)]  # few to many components
     for mask in masks:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_16U)
         for min_area in (1, 3):
-            got_labels, big = _components(mask, min_area)
+            got_labels, big = components(mask, min_area)
             want = [(i, *stats[i].tolist()) for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
             assert np.array_equal(got_labels, labels) and big == want, (n, min_area)
     assert any(cv2.connectedComponents(m, connectivity=8)[0] - 1 <= FEW_COMPONENTS for m in masks[:2])  # both ways ran
