@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 from edgekit.runtime.contract import IMAGE_SIZE, LABELS as LABELS_TEXT, NUM_CLASSES
 from edgekit.runtime.errors import DataError, first_line
 from edgekit.runtime.images import IMAGE_SUFFIXES
-from edgekit.runtime.files import sha256_file
+from edgekit.runtime.files import read_npz, sha256_file
 
 ENV_VAR = "EDGEKIT_DATA"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -80,26 +79,8 @@ def load_mnist(data: str | os.PathLike | None = None) -> Mnist:
 # --- .npz -------------------------------------------------------------------------------------------
 
 def _load_npz(path: Path) -> Mnist:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({first_line(e)})") from None
-    if not magic.startswith(b"PK"):  # np.load would call anything else pickled data
-        what = "an empty file" if not magic else "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
-        raise DataError(f"{path}: not a readable .npz ({what}); pass a Keras-layout mnist.npz or an IDX folder")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing key(s) {', '.join(missing)}; a Keras-layout MNIST .npz has {', '.join(NPZ_KEYS)}"
-                )
-            arrays = {k: npz[k] for k in NPZ_KEYS}
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: not a readable .npz ({first_line(e)}); re-download or pass another --data") from None
+    arrays = read_npz(path, NPZ_KEYS, holds=f"a Keras-layout MNIST .npz has {', '.join(NPZ_KEYS)}",
+                      hint="pass a Keras-layout mnist.npz or an IDX folder")
     mnist = Mnist(**arrays, source=str(path), sha256=sha256_file(path))
     _check(mnist, path)
     return mnist

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from edgekit.runtime.contract import InputContract
 from edgekit.runtime.errors import DataError, first_line
+from edgekit.runtime.files import read_npz
 from edgekit.runtime.image_input import resize, scale_pixels, to_channels
 from edgekit.runtime.images import IMAGE_SUFFIXES, read_image
 
@@ -135,19 +135,9 @@ def _fit(img: np.ndarray, contract: InputContract, order: str) -> np.ndarray:
 
 
 def _load_npz(path: Path, contract: InputContract) -> ImageSet:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-        if magic != b"PK":  # np.load would call anything else pickled data
-            raise DataError(f"{path}: not an .npz (a zip of arrays); pass --data DIR (class folders) or an .npz of x and y")
-        with np.load(path, allow_pickle=False) as npz:
-            if "x" not in npz.files or "y" not in npz.files:
-                raise DataError(f"{path}: an image .npz holds arrays x (images) and y (labels); found {', '.join(npz.files) or 'none'}")
-            x, y = npz["x"], npz["y"]
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path}: not a readable .npz ({first_line(e)})") from None
+    arrays = read_npz(path, ("x", "y"), holds="an image .npz holds arrays x (images) and y (labels)",
+                      hint="pass --data DIR (class folders) or an .npz of x and y")
+    x, y = arrays["x"], arrays["y"]
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3)) or not len(x):
         raise DataError(f"{path}: x is {x.dtype} {x.shape}; expected uint8 images (N, H, W) or (N, H, W, 1|3)")
     if len(x) > max_images(contract):

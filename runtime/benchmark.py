@@ -26,7 +26,8 @@ import numpy as np
 from edgekit.runtime import contract
 from edgekit.runtime.bundled_model import MODEL_SUFFIXES
 from edgekit.runtime.classifier import Classifier
-from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError, first_line
+from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
+from edgekit.runtime.files import read_npz
 
 FRAME_SIZE = (640, 480)  # width, height: what the webcam loop asks a camera for
 WARMUP = 10  # calls per row before timing starts
@@ -94,18 +95,9 @@ def load_labelled(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         return _digit_folder(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file or folder; --data takes a Keras-layout mnist.npz or a DIR/<digit>/ folder")
-    with open(path, "rb") as f:
-        if f.read(2) != b"PK":  # np.load would take anything else for a .npy or a pickle
-            raise DataError(f"{path}: not a .npz (a zip of arrays); --data takes a Keras-layout mnist.npz or a DIR/<digit>/ folder")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "x_test" not in npz.files or "y_test" not in npz.files:
-                raise DataError(f"{path}: no x_test/y_test arrays; --data takes a Keras-layout mnist.npz")
-            x, y = npz["x_test"], npz["y_test"]
-    except DataError:
-        raise
-    except Exception as e:  # zipfile, pickle and format errors all mean the same to the user
-        raise DataError(f"{path}: not a readable .npz ({first_line(e)})") from None
+    arrays = read_npz(path, ("x_test", "y_test"), holds="--data takes a Keras-layout mnist.npz",
+                      hint="--data takes a Keras-layout mnist.npz or a DIR/<digit>/ folder")
+    x, y = arrays["x_test"], arrays["y_test"]
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),) or not len(x):
         raise DataError(f"{path}: x_test must be uint8 (N, 28, 28) with one label each, got {x.dtype} {x.shape} and {y.shape}")
     if y.dtype.kind not in "iu" or y.min() < 0 or y.max() > 9:

@@ -7,7 +7,9 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+from edgekit.runtime.errors import DataError, first_line
 
 
 def sha256_file(path: str | os.PathLike, digest: "hashlib._Hash | None" = None) -> str:
@@ -58,3 +60,31 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
 def write_json(path: str | os.PathLike, obj: Any, allow_nan: bool = True) -> Path:
     """``obj`` as indented JSON and a newline, written atomically."""
     return write_atomic(path, json.dumps(obj, indent=2, allow_nan=allow_nan) + "\n")
+
+
+def read_npz(path: str | os.PathLike, keys: Sequence[str], holds: str, hint: str) -> dict:
+    """The arrays ``keys`` of an ``.npz``, read without pickles; anything else is one DataError line naming the
+    file and what is wrong (``holds``: what such a file has, said when keys are missing; ``hint``: what to pass
+    instead, said when it is not an .npz at all)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({first_line(e)})") from None
+    if not magic.startswith(b"PK"):  # np.load would take anything else for a .npy array or pickled data
+        what = "an empty file" if not magic else "a single .npy array" if magic == b"\x93NUMPY" else "not a zip archive"
+        raise DataError(f"{path}: not a readable .npz ({what}); {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {', '.join(missing)}; {holds}")
+            return {k: npz[k] for k in keys}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a readable .npz ({first_line(e)}); {hint}") from None
