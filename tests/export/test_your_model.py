@@ -329,6 +329,17 @@ def test_the_camera_loop_runs_an_image_model(colour_digits, rescaling_export):
         assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)  # the box and label drawn on it
 
 
+def test_benchmark_times_an_image_model_and_refuses_digit_data_for_it(colour_digits, rescaling_export, mnist_path, tmp_path):
+    model = rescaling_export / "model_int8.tflite"
+    result = cli("benchmark", model, "--threads", "1", "--frames", "5", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["file"] == model.name and row["accuracy"] is None and row["frames_read_right"] is None
+    assert row["invoke_p50_ms"] > 0 and row["frame_p50_ms"] > 0
+    result = cli("benchmark", model, "--threads", "1", "--frames", "5", "--data", mnist_path)
+    assert "an image model; --data here holds digits" in one_error_line(result)
+
+
 def test_a_three_channel_model_needs_its_colour_order_and_multi_is_for_digits(colour_digits, rescaling_export, tmp_path):
     result = cli("export", "--model", colour_digits.rescaling_model, "--data", colour_digits.train_dir, "--out", tmp_path / "out")
     assert "pass --color rgb" in one_error_line(result)
