@@ -9,6 +9,11 @@ Per row: the file's size, its accuracy on labelled 28x28 images (a Keras-layout 
 camera frame -> digit p50/p95 on 640x480 frames (MNIST digits from the data drawn on paper, or font digits when no
 data is given; ``camera_like_frames``), the frame rate that makes, and the process's peak resident memory so far.
 The first calls of every row are warm-up and not counted. Runtime only: this runs on the Pi as it is installed.
+
+An ``image`` model (any other classifier, docs/your-model.md) is timed on the same frames, each prepared whole by
+its input contract (``image_input.prepare``): invoke and frame -> label times, no accuracy and no frames read
+right (the frames hold digits, not its classes; ``edgekit validate EXPORT --data DIR`` measures its accuracy on
+your images). ``--data`` with an image model is refused before any timing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from edgekit.runtime.bundled_model import MODEL_SUFFIXES
 from edgekit.runtime.classifier import Classifier
 from edgekit.runtime.errors import DataError, ModelLoadError, OptionsError
 from edgekit.runtime.files import read_npz
+from edgekit.runtime.image_input import prepare
 
 FRAME_SIZE = (640, 480)  # width, height: what the webcam loop asks a camera for
 WARMUP = 10  # calls per row before timing starts
@@ -188,7 +194,7 @@ class Row:
     frame_p50_ms: float
     frame_p95_ms: float
     fps: float  # frames per second through frame -> digit (timed frames / their total time)
-    frames_read_right: float  # fraction of the camera-like frames whose digit came out right
+    frames_read_right: float | None  # fraction of the camera-like frames whose digit came out right; None: an image model
     peak_rss_mb: float  # the process's peak resident memory after this row (it only grows, row by row)
 
 
@@ -253,18 +259,23 @@ def benchmark(models: Sequence[Path], options: BenchmarkOptions = BenchmarkOptio
               progress: Progress | None = None) -> Report:
     """Measure every model at every thread count. Every model is opened (and so checked) before any timing."""
     say = progress or (lambda _text: None)
+    contracts = {path: Classifier(path, threads=1).contract for path in models}  # a bad file fails now, not after minutes
+    images = [path for path, c in contracts.items() if c.crop == "image"]
+    if images and data is not None:
+        raise OptionsError(f"{images[0]}: an image model; --data here holds digits (mnist.npz or DIR/<digit>/ crops): "
+                           "measure its accuracy with edgekit validate EXPORT --data DIR, or drop --data to time it")
     labelled = load_labelled(data) if data is not None else None
-    for path in models:  # a bad file fails now, not after minutes of measuring the good ones
-        Classifier(path, threads=1)
     x = labelled[0] if labelled else None
     frames = list(camera_like_frames(DISTINCT_FRAMES, *(labelled if labelled else (None, None)), seed=0))
-    singles = contract.to_model_input(x[:DISTINCT_FRAMES]) if x is not None else \
+    digit_singles = contract.to_model_input(x[:DISTINCT_FRAMES]) if x is not None else \
         contract.to_model_input(np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (28, 28)) for f, _ in frames]))
     n = options.frames
     rows: list[Row] = []
     total = len(models) * len(options.threads)
     for path in models:
         acc = None
+        image_model = contracts[path].crop == "image"
+        singles = prepare([f for f, _ in frames], contracts[path]) if image_model else digit_singles
         for threads in options.threads:
             where = f"[{len(rows) + 1}/{total}] {path.name}, {threads} thread{'s' if threads > 1 else ''}"
             clf = Classifier(path, threads=threads)
@@ -293,7 +304,7 @@ def benchmark(models: Sequence[Path], options: BenchmarkOptions = BenchmarkOptio
             i50, i95 = _percentiles(invoke)
             f50, f95 = _percentiles(per_frame)
             rows.append(Row(path.name, clf.format, clf.quantization, threads, path.stat().st_size, acc, i50, i95,
-                            f50, f95, n / sum(per_frame), right / n, peak_rss_mb()))
+                            f50, f95, n / sum(per_frame), None if image_model else right / n, peak_rss_mb()))
             del clf
     import platform
 

@@ -29,7 +29,7 @@ from edgekit.runtime import contract
 from edgekit.runtime.backends import open_runner
 from edgekit.runtime.bundled_model import bundled_model_path
 from edgekit.runtime.errors import DataError, ModelLoadError, first_line
-from edgekit.runtime.image_input import prepare
+from edgekit.runtime.image_input import frame_region, prepare
 from edgekit.runtime.metadata import read_metadata
 from edgekit.runtime.preprocess import Box, find_digits
 
@@ -191,20 +191,7 @@ class Classifier:
         """An ``image`` model: each whole frame (or its ROI) prepared by the contract, one batched inference."""
         regions, boxes = [], []
         for k, f in enumerate(frames):
-            f = np.asarray(f)
-            if f.ndim not in (2, 3) or f.shape[0] < 1 or f.shape[1] < 1 or (f.ndim == 3 and f.shape[2] not in (1, 3, 4)):
-                raise DataError(f"frame {k}: expected a frame of shape (H, W) or (H, W, 1|3|4), got {f.shape}")
-            box = (0, 0, f.shape[1], f.shape[0])
-            if roi is not None:
-                x, y, w, h = roi
-                x0, y0, x1, y1 = max(0, x), max(0, y), min(f.shape[1], x + w), min(f.shape[0], y + h)
-                if x1 <= x0 or y1 <= y0:
-                    raise DataError(f"frame {k}: --roi {x},{y},{w},{h} lies outside the {f.shape[1]}x{f.shape[0]} frame")
-                f, box = f[y0:y1, x0:x1], (x0, y0, x1 - x0, y1 - y0)
-            if f.dtype == np.uint16:
-                f = (f >> 8).astype(np.uint8)
-            if f.dtype != np.uint8:
-                raise DataError(f"frame {k}: {f.dtype} pixels; an image model reads 8-bit frames (uint8, as cameras and image files give)")
+            f, box = frame_region(f, roi, f"frame {k}")
             regions.append(f)
             boxes.append(box)
         probs = self.probabilities(prepare(regions, self.contract))

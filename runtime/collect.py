@@ -30,7 +30,8 @@ import numpy as np
 from edgekit.runtime.camera import FrameSource, frame_loop
 from edgekit.runtime.collect_page import CROP_SCALE, HOLD, PAGE, SKIP, LabelDesk, collect_served, page_picture
 from edgekit.runtime.digit_store import (
-    SUMMARY_FILE, DigitStore, SourceTally, boxed_frame, first_crop, label_from_name, parse_label,
+    SUMMARY_FILE, DigitStore, ImageStore, Region, SourceTally, boxed_frame, first_crop, image_label_from_name,
+    label_from_name, parse_image_label, parse_label,
     preprocessing_settings, source_name,
 )
 from edgekit.runtime.errors import DataError, OptionsError, first_line
@@ -44,7 +45,7 @@ Choice = int | str | None  # a digit to save the crop as, None to skip it, STOP 
 def collect_frames(
     source: FrameSource,
     store: DigitStore,
-    label: int | None = None,
+    label: int | str | None = None,
     choose: Callable[[np.ndarray, DigitCrop | None, SourceTally], Choice] | None = None,
     name: str | None = None,
 ) -> SourceTally:
@@ -61,7 +62,7 @@ def collect_frames(
         if store.full:
             return True
         tally.frames += 1
-        crop = first_crop(frame, store.roi)
+        crop = store.crop(frame)
         if crop is None:
             tally.no_digit += 1
         choice = label if choose is None else choose(frame, crop, tally)
@@ -72,7 +73,7 @@ def collect_frames(
         if choice is None:
             tally.skipped += 1
             return False
-        store.save(crop.image, int(choice), tally.name)
+        store.save(crop.image, choice, tally.name)
         tally.saved += 1
         return False
 
@@ -83,8 +84,8 @@ def collect_frames(
 def collect_images(
     paths: Sequence[str | os.PathLike],
     store: DigitStore,
-    label: int | None = None,
-    label_of: Callable[[Path], int] | None = None,
+    label: int | str | None = None,
+    label_of: Callable[[Path], int | str] | None = None,
     on_error: Callable[[Path, str], None] = lambda path, line: None,
     max_pixels: int | None = None,
 ) -> list[SourceTally]:
@@ -103,7 +104,7 @@ def collect_images(
             digit = label if label_of is None else label_of(path)
             frame, _ = read_image(path, max_pixels)
             tally.frames += 1
-            crop = first_crop(frame, store.roi)
+            crop = store.crop(frame)
         except (DataError, ValueError) as e:
             tally.unreadable += 1
             on_error(path, first_line(e))
@@ -191,7 +192,7 @@ def scripted_keys(keys: Iterable[str | int]) -> Callable[[np.ndarray, int], int]
     return wait_key
 
 __all__ = [
-    "STOP", "SKIP", "SUMMARY_FILE", "PAGE", "HOLD", "CROP_SCALE", "DigitStore", "boxed_frame", "LabelDesk", "collect_served", "page_picture", "SourceTally", "collect_frames", "collect_images", "first_crop",
+    "STOP", "SKIP", "SUMMARY_FILE", "PAGE", "HOLD", "CROP_SCALE", "DigitStore", "ImageStore", "Region", "boxed_frame", "LabelDesk", "collect_served", "page_picture", "SourceTally", "collect_frames", "collect_images", "first_crop", "image_label_from_name", "parse_image_label",
     "key_choice", "key_chooser", "label_from_name", "parse_label", "preprocessing_settings", "preview",
     "scripted_keys", "source_name", "window_keys",
 ]

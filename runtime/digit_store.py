@@ -2,6 +2,10 @@
 is never overwritten) and ``DIR/collect.json`` (the count per digit, each session's sources and tallies, the
 preprocessing settings and the edgekit version), and the names and labels read from sources and files.
 
+``ImageStore`` is the same folder for an ``image`` model (docs/your-model.md): ``DIR/<label>/<source-name>-<n>.png``
+holds the whole frame or ROI as the camera gave it (grayscale for a 1-channel model), unresized: ``edgekit export
+--data DIR`` and ``validate --data DIR`` bring it to the model's input by its contract, as the device does.
+
 Part of collecting (``edgekit.runtime.collect``): this module keeps the store; ``collect`` runs the loops and the
 window; ``collect_page`` is the labelling page. numpy and cv2 only.
 """
@@ -12,7 +16,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -20,8 +24,10 @@ import numpy as np
 
 from edgekit.runtime import contract, preprocess
 from edgekit.runtime.contract import LABELS
+from edgekit.runtime.contract import InputContract
 from edgekit.runtime.errors import DataError, OptionsError, first_line
 from edgekit.runtime.files import write_json
+from edgekit.runtime.image_input import frame_region, to_channels
 from edgekit.runtime.metadata import edgekit_version
 from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
 from edgekit.runtime.sources import SourceKind, source_kind
@@ -60,6 +66,23 @@ def parse_label(text: str | int) -> int:
     return int(str(text).strip())
 
 
+def parse_image_label(text: str, labels: tuple[str, ...]) -> str:
+    """``--label`` for an image model: one of its labels."""
+    if str(text) not in labels:
+        raise OptionsError(f"--label must be one of the model's labels ({', '.join(labels)}), got {text!r}")
+    return str(text)
+
+
+def image_label_from_name(path: str | os.PathLike, labels: tuple[str, ...]) -> str:
+    """The image model's label a file's name ends with after a ``_`` (``0042_tulip.jpg`` -> tulip; the longest that fits)."""
+    stem = Path(path).stem
+    fits = [n for n in labels if stem.endswith("_" + n)]
+    if not fits:
+        raise DataError(f"no label in its name: {stem!r} does not end in _ and one of the model's labels "
+                        f"({', '.join(labels)}); name files like 0042_{labels[0]}.png, or use --label NAME")
+    return max(fits, key=len)
+
+
 def preprocessing_settings(roi: Box | None = None) -> dict:
     """What ``find_digits`` was run with, recorded beside the crops (a change here makes different crops)."""
     return {
@@ -96,7 +119,8 @@ class SourceTally:
 class DigitStore:
     """``DIR/<digit>/<name>-<n>.png`` writer that never overwrites, and ``DIR/collect.json``'s keeper."""
 
-    def __init__(self, out: str | os.PathLike, roi: Box | None = None, max_crops: int | None = None):
+    def __init__(self, out: str | os.PathLike, roi: Box | None = None, max_crops: int | None = None,
+                 labels: tuple[str, ...] = LABELS):
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
             raise OptionsError(f"--out {self.out}: a file, not a folder")
@@ -105,10 +129,18 @@ class DigitStore:
         self.out.mkdir(parents=True, exist_ok=True)
         self.roi, self.max_crops = roi, max_crops
         self.saved = 0
-        self.added = {d: 0 for d in LABELS}
+        self.labels = tuple(labels)
+        self.added = {d: 0 for d in self.labels}
         self.tallies: list[SourceTally] = []
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._next: dict[tuple[int, str], int] = {}
+        self._next: dict[tuple[str, str], int] = {}
+
+    def crop(self, frame: np.ndarray) -> DigitCrop | None:
+        """What is saved of a frame: the first digit ``find_digits`` finds (in the ROI), None when there is none."""
+        return first_crop(frame, self.roi)
+
+    def settings(self) -> dict:
+        return preprocessing_settings(self.roi)
 
     @property
     def full(self) -> bool:
@@ -126,11 +158,11 @@ class DigitStore:
                             "move it away or collect into another --out") from None
         return d
 
-    def save(self, crop: np.ndarray, digit: int, name: str) -> Path:
+    def save(self, crop: np.ndarray, digit: int | str, name: str) -> Path:
         """Write one crop as the next free ``<name>-<n>.png`` of its digit folder; never replaces a file."""
         folder = self.out / str(digit)
         folder.mkdir(exist_ok=True)
-        key = (digit, name)
+        key = (str(digit), name)
         if key not in self._next:
             pattern = re.compile(rf"^{re.escape(name)}-(\d+)\.png$")
             taken = [int(m.group(1)) for f in folder.iterdir() if (m := pattern.match(f.name))]
@@ -162,7 +194,7 @@ class DigitStore:
 
     def counts(self) -> dict[str, int]:
         """PNG crops per digit now in the folder (earlier sessions included)."""
-        return {d: sum(1 for _ in (self.out / d).glob("*.png")) if (self.out / d).is_dir() else 0 for d in LABELS}
+        return {d: sum(1 for _ in (self.out / d).glob("*.png")) if (self.out / d).is_dir() else 0 for d in self.labels}
 
     def write_summary(self) -> dict:
         """Write ``collect.json`` (atomically): counts, every session so far and this one, settings, version."""
@@ -172,19 +204,49 @@ class DigitStore:
             "saved": self.saved,
             "added": self.added,
             "sources": [t.to_dict() for t in self.tallies],
-            "preprocessing": preprocessing_settings(self.roi),
+            "preprocessing": self.settings(),
         })
         counts = self.counts()
         summary = {
             "counts": counts,
             "total": sum(counts.values()),
             "frames_no_digit": sum(int(t.get("no_digit", 0)) for s in sessions for t in s.get("sources", [])),
-            "preprocessing": preprocessing_settings(self.roi),
+            "preprocessing": self.settings(),
             "edgekit_version": edgekit_version(),
             "sessions": sessions,
         }
         write_json(self.summary_path, summary)
         return summary
+
+
+@dataclass(frozen=True)
+class Region:
+    """What an ``ImageStore`` saves of a frame: the whole frame or ROI, and where it lies in the frame."""
+
+    image: np.ndarray
+    box: Box
+
+
+class ImageStore(DigitStore):
+    """``DIR/<label>/<name>-<n>.png`` for an ``image`` model: the whole frame or ROI (BGR, or gray for a 1-channel
+    model) under one of the model's labels. Everything else as ``DigitStore``."""
+
+    def __init__(self, out: str | os.PathLike, contract: InputContract, roi: Box | None = None, max_crops: int | None = None):
+        unsafe = [n for n in contract.labels if not n.strip() or n in (".", "..") or "/" in n or "\\" in n or n.startswith(".")]
+        if unsafe:
+            raise OptionsError(f"the model's label {unsafe[0]!r} cannot name a folder; re-export it with --labels FILE of plain names")
+        self.contract = contract
+        super().__init__(out, roi, max_crops, labels=tuple(contract.labels))
+
+    def crop(self, frame: np.ndarray) -> Region:
+        region, box = frame_region(frame, self.roi)
+        if self.contract.channels == 1:
+            return Region(to_channels(region, self.contract, "bgr")[..., 0], box)
+        return Region(to_channels(region, replace(self.contract, color="bgr"), "bgr"), box)  # BGR, as PNGs are written
+
+    def settings(self) -> dict:
+        return {"crop": "image", "saved": "the whole frame or ROI, unresized (export/validate --data resize it by the contract)",
+                "channels": self.contract.channels, "labels": list(self.labels), "roi": list(self.roi) if self.roi else None}
 
 
 # -- the crop a frame gives ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edgekit.runtime.contract import InputContract
+from edgekit.runtime.errors import DataError
 
 
 def to_channels(image: np.ndarray, contract: InputContract, order: str = "bgr") -> np.ndarray:
@@ -73,3 +74,24 @@ def prepare(images, contract: InputContract, order: str = "bgr") -> np.ndarray:
     if isinstance(images, np.ndarray) and images.ndim in (2, 3) and not (images.ndim == 3 and images.shape[2] > 4):
         images = [images]
     return scale_pixels(np.stack([resize(to_channels(i, contract, order), contract) for i in images]), contract)
+
+
+def frame_region(frame, roi: tuple[int, int, int, int] | None = None, where: str = "frame") -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """What an ``image`` model sees of a frame: the whole frame or its ``roi`` (x, y, w, h; clipped to the frame) as
+    8-bit pixels, and its box. DataError (one line, naming ``where``) for a frame of another shape or depth, or an
+    ROI outside it."""
+    f = np.asarray(frame)
+    if f.ndim not in (2, 3) or f.shape[0] < 1 or f.shape[1] < 1 or (f.ndim == 3 and f.shape[2] not in (1, 3, 4)):
+        raise DataError(f"{where}: expected a frame of shape (H, W) or (H, W, 1|3|4), got {f.shape}")
+    box = (0, 0, f.shape[1], f.shape[0])
+    if roi is not None:
+        x, y, w, h = roi
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(f.shape[1], x + w), min(f.shape[0], y + h)
+        if x1 <= x0 or y1 <= y0:
+            raise DataError(f"{where}: --roi {x},{y},{w},{h} lies outside the {f.shape[1]}x{f.shape[0]} frame")
+        f, box = f[y0:y1, x0:x1], (x0, y0, x1 - x0, y1 - y0)
+    if f.dtype == np.uint16:
+        f = (f >> 8).astype(np.uint8)
+    if f.dtype != np.uint8:
+        raise DataError(f"{where}: {f.dtype} pixels; an image model reads 8-bit frames (uint8, as cameras and image files give)")
+    return f, box

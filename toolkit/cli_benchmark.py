@@ -22,7 +22,7 @@ def benchmark(
     ] = None,
     data: Annotated[
         Optional[Path],
-        typer.Option("--data", help="Labelled images for accuracy: a Keras-layout mnist.npz (its test split) or a DIR/<digit>/ folder."),
+        typer.Option("--data", help="Labelled images for accuracy: a Keras-layout mnist.npz (its test split) or a DIR/<digit>/ folder (digit models; an image model is timed only: edgekit validate --data measures it)."),
     ] = None,
     threads: Annotated[str, typer.Option("--threads", help="Thread counts to try, separated by commas.")] = "1,2,4",
     frames: Annotated[int, typer.Option("--frames", help="Timed calls per row (model invoke and frame -> digit each).")] = 200,

@@ -6,6 +6,7 @@ module reads the options, checks them before any source is opened, and reports.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -44,8 +45,9 @@ def _is_camera(spec: str) -> bool:
 def collect(
     sources: Annotated[List[str], typer.Argument(metavar="SOURCE", help="Camera index (0), /dev/videoN, picamera2, a video file, image files or folders of images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The digit folder: crops go to OUT/<digit>/<source>-<n>.png, the summary to OUT/collect.json.")],
-    label: Annotated[Optional[str], typer.Option("--label", help="Save every crop as this digit (headless: a video or images of one digit).")] = None,
-    labels_from_names: Annotated[bool, typer.Option("--labels-from-names", help="The label is the last _-separated part of each file's name (0042_7.jpg -> 7).")] = False,
+    label: Annotated[Optional[str], typer.Option("--label", help="Save every crop as this digit (headless: a video or images of one digit), or as this label of an image --model.")] = None,
+    labels_from_names: Annotated[bool, typer.Option("--labels-from-names", help="The label is the last _-separated part of each file's name (0042_7.jpg -> 7; 0042_tulip.jpg -> tulip for an image --model).")] = False,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", metavar="MODEL", help="An exported image model (docs/your-model.md): save the whole frame or ROI as OUT/<label>/<source>-<n>.png under its labels, for export/validate --data. A digit model collects digit crops, as without it.")] = None,
     max_crops: Annotated[Optional[int], typer.Option("--max", help="Stop after saving this many crops.")] = None,
     roi: Annotated[Optional[str], ROI] = None,
     max_pixels: Annotated[Optional[int], max_pixels_option("Largest image or frame to accept, in pixels")] = None,
@@ -60,7 +62,13 @@ def collect(
     SIGTERM 143, each after writing collect.json and the summary."""
     from edgekit.runtime import collect as rc
 
-    digit = rc.parse_label(label) if label is not None else None
+    contract = _image_contract(model)  # None: digit crops (no --model, or a digit model)
+    if contract is None:
+        digit = rc.parse_label(label) if label is not None else None
+        label_of = rc.label_from_name
+    else:
+        digit = rc.parse_image_label(label, contract.labels) if label is not None else None
+        label_of = functools.partial(rc.image_label_from_name, labels=contract.labels)
     if digit is not None and labels_from_names:
         raise OptionsError("give --label D or --labels-from-names, not both")
     if max_crops is not None and max_crops < 1:
@@ -72,6 +80,9 @@ def collect(
     address = serve_address(serve, allow_host, token)
     if address is not None and not interactive:
         raise OptionsError("--serve labels each crop on the page; --label and --labels-from-names label them all: give one")
+    if interactive and contract is not None:
+        raise OptionsError(f"{model}: an image model's frames are saved with --label NAME or --labels-from-names "
+                           "(the window's keys and the --serve page label digits)")
     if interactive:
         images = [s for s, is_image in kinds if is_image]
         if images:
@@ -87,7 +98,8 @@ def collect(
     from edgekit.runtime.camera import open_source
 
     quiet_opencv()
-    store = rc.DigitStore(out, roi=box, max_crops=max_crops)
+    store = rc.DigitStore(out, roi=box, max_crops=max_crops) if contract is None else \
+        rc.ImageStore(out, contract, roi=box, max_crops=max_crops)
     worst = EXIT_OK
 
     def report(path, line: str) -> None:
@@ -115,11 +127,11 @@ def collect(
                 if not files:
                     report(spec, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
                     continue
-                rc.collect_images(files, store, label=digit, label_of=rc.label_from_name if labels_from_names else None,
+                rc.collect_images(files, store, label=digit, label_of=label_of if labels_from_names else None,
                                   on_error=report, max_pixels=max_pixels)
                 continue
             try:
-                this = rc.label_from_name(spec) if labels_from_names else digit
+                this = label_of(spec) if labels_from_names else digit
                 source = open_source(spec, max_pixels)
             except EdgekitError as e:  # a file is bad input (2); a camera that cannot open keeps its own code (3)
                 worst = max(worst, e.exit_code if _is_camera(spec) else EXIT_BAD_INPUT)
@@ -157,15 +169,27 @@ def collect(
     no_digit = sum(t.no_digit for t in store.tallies)
     unreadable = sum(t.unreadable for t in store.tallies)
     added = ", ".join(f"{d}: {n}" for d, n in store.added.items() if n) or "none"
-    typer.echo(f"saved {store.saved} crop(s) to {out} ({added}); {no_digit} frame(s) with no digit skipped"
+    what = "crop(s)" if contract is None else "image(s)"
+    skipped = f"; {no_digit} frame(s) with no digit skipped" if contract is None else ""
+    typer.echo(f"saved {store.saved} {what} to {out} ({added}){skipped}"
                + (f"; {unreadable} file(s) unreadable" if unreadable else ""))
-    typer.echo(f"{out} now holds {summary['total']} crop(s): "
+    typer.echo(f"{out} now holds {summary['total']} {what}: "
                + ", ".join(f"{d}: {n}" for d, n in summary["counts"].items()) + f" (see {out / rc.SUMMARY_FILE})")
     if isinstance(stopped, _Terminated):
         raise fail("terminated (SIGTERM); what was saved is kept", EXIT_TERMINATED)
     if stopped is not None:
         raise stopped  # the command's "interrupted", exit 130
     raise typer.Exit(worst)
+
+
+def _image_contract(model: Path | None):
+    """An image model's input contract (its labels name the folders), or None for no model or a digit model."""
+    if model is None:
+        return None
+    from edgekit.runtime.classifier import Classifier
+
+    contract = Classifier(model).contract
+    return contract if contract.crop == "image" else None
 
 
 class _Terminated(KeyboardInterrupt):

@@ -329,6 +329,57 @@ def test_the_camera_loop_runs_an_image_model(colour_digits, rescaling_export):
         assert drawn.shape == frame.shape and not np.array_equal(drawn, frame)  # the box and label drawn on it
 
 
+def test_benchmark_times_an_image_model_and_refuses_digit_data_for_it(colour_digits, rescaling_export, mnist_path, tmp_path):
+    model = rescaling_export / "model_int8.tflite"
+    result = cli("benchmark", model, "--threads", "1", "--frames", "5", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["file"] == model.name and row["accuracy"] is None and row["frames_read_right"] is None
+    assert row["invoke_p50_ms"] > 0 and row["frame_p50_ms"] > 0
+    result = cli("benchmark", model, "--threads", "1", "--frames", "5", "--data", mnist_path)
+    assert "an image model; --data here holds digits" in one_error_line(result)
+
+
+def test_collect_saves_an_image_models_frames_under_its_labels(colour_digits, rescaling_export, tmp_path):
+    """``collect --model IMAGE_MODEL``: each image (or video frame's ROI) saved whole, unresized, as
+    OUT/<label>/...png, a folder export and validate --data read back as the same pixels; bad labels refused."""
+    import cv2
+
+    from edgekit.export.image_data import load_images
+    from edgekit.toolkit.synthetic import write_video
+
+    model = rescaling_export / "model_int8.tflite"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picks = [int(np.flatnonzero(colour_digits.y_test == k)[0]) for k in range(len(cd.NAMES))]
+    for i in picks:  # 0003_two.png: the label is the file name's last _-separated part
+        big = np.kron(colour_digits.x_test[i], np.ones((2, 3, 1), np.uint8))  # 64x96: saved unresized
+        cv2.imwrite(str(photos / f"{i:04d}_{cd.NAMES[colour_digits.y_test[i]]}.png"), cv2_bgr(big))
+    out = tmp_path / "mine"
+    result = cli("collect", photos, "--out", out, "--model", model, "--labels-from-names")
+    assert result.exit_code == 0, result.output
+    assert f"saved {len(picks)} image(s)" in result.stdout
+    summary = json.loads((out / "collect.json").read_text())
+    assert summary["counts"] == {n: 1 for n in cd.NAMES} and summary["preprocessing"]["crop"] == "image"
+    back = load_images(out, Classifier(model).contract)  # what export/validate --data read
+    for i in picks:
+        saved = cv2.imread(str(next((out / cd.NAMES[colour_digits.y_test[i]]).glob("*.png"))), cv2.IMREAD_UNCHANGED)
+        assert saved.shape == (64, 96, 3) and np.array_equal(saved, cv2_bgr(np.kron(colour_digits.x_test[i], np.ones((2, 3, 1), np.uint8))))
+    assert sorted(back.y.tolist()) == list(range(len(cd.NAMES))) and back.x.shape[1:] == (32, 32, 3)
+
+    video = write_video(tmp_path / "four.avi", [np.full((120, 160, 3), 40 * k, np.uint8) for k in range(4)], fps=10)
+    result = cli("collect", video, "--out", out, "--model", model, "--label", "four", "--roi", "10,20,50,40")
+    assert result.exit_code == 0, result.output
+    fours = sorted((out / "four").glob("four-*.png"))
+    assert len(fours) == 4 and all(cv2.imread(str(f)).shape == (40, 50, 3) for f in fours)
+
+    for args, message in [(["--label", "7"], "--label must be one of the model's labels"),
+                          ([], "an image model's frames are saved with --label NAME or --labels-from-names")]:
+        result = cli("collect", video, "--out", tmp_path / "none", "--model", model, *args)
+        assert message in one_error_line(result)
+        assert not (tmp_path / "none").exists()
+
+
 def test_a_three_channel_model_needs_its_colour_order_and_multi_is_for_digits(colour_digits, rescaling_export, tmp_path):
     result = cli("export", "--model", colour_digits.rescaling_model, "--data", colour_digits.train_dir, "--out", tmp_path / "out")
     assert "pass --color rgb" in one_error_line(result)

@@ -277,6 +277,38 @@ def _shown_crop(sample) -> np.ndarray:
     return cv2.resize(picture[:280, :280], (28, 28), interpolation=cv2.INTER_AREA)
 
 
+def test_the_header_shows_an_image_models_class_name(tmp_path):
+    """An image model's result (``Prediction.label``, digit None) reaches the page's header as its class name and
+    confidence, not as "no digit"; a digit result right after it shows the digit again."""
+    from edgekit.runtime.camera import FrameResult
+    from edgekit.runtime.classifier import Prediction
+    from edgekit.runtime.serve import StreamServer
+
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    answers = {"tulip": Prediction(None, 0.973, (0, 0, 160, 120), label="tulip"), "7": Prediction(7, 0.5, (10, 10, 20, 20))}
+    browser = None
+    with StreamServer("127.0.0.1", 0) as server:
+        try:
+            browser = DevTools()
+            for k, (shown, prediction) in enumerate(answers.items()):
+                server.hub.publish(jpeg, FrameResult(k, frame, prediction, fps=10.0, latency_ms=1.0).to_dict())
+                if browser.session is None:
+                    browser.open(server.url)
+                deadline, header = time.monotonic() + 30, None
+                while time.monotonic() < deadline:
+                    header = browser.evaluate('document.getElementById("frame") && [document.getElementById("frame").textContent, '
+                                              'document.getElementById("digit").textContent, document.getElementById("confidence").textContent]')
+                    if header and header[0] == str(k):
+                        break
+                    time.sleep(0.2)
+                expected = f"{100 * prediction.confidence:.1f} %"
+                assert header == [str(k), shown, expected], f"the header shows {header} for {prediction}"
+        finally:
+            if browser is not None:
+                browser.close()
+
+
 def test_the_collect_page_saves_the_crop_on_screen(camera_frames, tmp_path, terminal_sigint):
     from edgekit.runtime.preprocess import find_digits
     from edgekit.toolkit.synthetic import empty_frame
