@@ -27,7 +27,7 @@ import numpy as np
 from edgekit.runtime.contract import InputContract
 from edgekit.runtime.errors import DataError, first_line
 from edgekit.runtime.files import read_npz
-from edgekit.runtime.image_input import resize, scale_pixels, to_channels
+from edgekit.runtime.image_input import frame_region, resize, scale_pixels, to_channels
 from edgekit.runtime.images import IMAGE_SUFFIXES, read_image
 
 MAX_BYTES = 2_000_000_000  # model-sized pixels held at most: a larger dataset is refused, memory stays bounded
@@ -116,10 +116,7 @@ def _load_folder(root: Path, contract: InputContract) -> ImageSet:
 def _channels_checked(img: np.ndarray, contract: InputContract, where) -> np.ndarray:
     """The image as 8-bit; DataError when its channel count is not the model's (a colour image for a 1-channel model,
     a grayscale one for a 3-channel model)."""
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.dtype != np.uint8:
-        raise DataError(f"{where}: {img.dtype} pixels; edgekit reads 8-bit images")
+    img, _ = frame_region(img, where=str(where))  # 8-bit, as the device reads a frame
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     colour = img.ndim == 3 and not ((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())

@@ -90,10 +90,9 @@ class Classifier:
             raise ModelLoadError(f"{self.path}: {e}; re-export the model with edgekit export") from None
         self.labels = list(self.contract.labels)
         self._digits = [int(v) if v.isdigit() else k for k, v in enumerate(self.labels)]
-        spec = self.metadata.get("input") or {}
-        self._scale = np.float32(spec.get("scale", contract.PIXEL_SCALE)) if self.contract.crop == "digit" else None
-        self._offset = np.float32(spec.get("offset", contract.PIXEL_OFFSET)) if self.contract.crop == "digit" else None
-        self._invert = contract.wants_inverted(spec.get("polarity"))
+        # A digit model's crops are scaled here (an image model's frames by image_input.prepare).
+        self._scale, self._offset = np.float32(self.contract.scale), np.float32(self.contract.offset)
+        self._invert = contract.wants_inverted(self.contract.polarity)
         self._item_shape = self.contract.shape
         self._run = self._runner.run if self.contract.scores == "probabilities" else self._softmax_run
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.runtime.camera import FrameSource, frame_loop
 from edgekit.runtime.contract import LABELS
-from edgekit.runtime.digit_store import DigitStore, SourceTally, boxed_frame, first_crop, source_name
+from edgekit.runtime.digit_store import DigitStore, SourceTally, boxed_frame, source_name
 from edgekit.runtime.live_view import Pacer
 from edgekit.runtime.preprocess import DigitCrop
 
@@ -133,7 +133,7 @@ def collect_served(source: FrameSource, store: DigitStore, desk: LabelDesk, hub,
         if store.full or stopped():
             return True
         tally.frames += 1
-        crop = first_crop(frame, store.roi)
+        crop = store.crop(frame)
         if crop is None:
             tally.no_digit += 1
         else:

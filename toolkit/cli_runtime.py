@@ -115,16 +115,15 @@ def predict(
         else:
             d = result.to_dict()
             ranked = clf.top(result, top) if top else []
+            more = "  [" + ", ".join(f"{name} {p * 100:.1f}%" for name, p in ranked) + "]" if ranked else ""
             if json_lines:
                 extra = {"top": [{"label": name, "confidence": round(p, 4)} for name, p in ranked]} if top else {}
                 typer.echo(json.dumps({"path": str(path), **d, **extra}))
             elif "label" in d:  # an image model: the class of the whole image (or ROI)
-                more = "  [" + ", ".join(f"{name} {p * 100:.1f}%" for name, p in ranked) + "]" if ranked else ""
                 typer.echo(f"{path}: {d['label']} ({d['confidence'] * 100:.1f}%){more}")
             elif d["digit"] is None:
                 typer.echo(f"{path}: no digit")
             else:
-                more = "  [" + ", ".join(f"{name} {p * 100:.1f}%" for name, p in ranked) + "]" if ranked else ""
                 typer.echo(f"{path}: {d['digit']} ({d['confidence'] * 100:.1f}%) box {','.join(map(str, d['box']))}{more}")
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
