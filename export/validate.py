@@ -156,7 +156,7 @@ def validate(
     report = ValidationReport(
         export_dir=str(export_dir), reference_path=str(reference_path), reference_sha256=reference_sha256,
         data_source=str(mnist.source), data_sha256=getattr(mnist, "sha256", None), thresholds=o.thresholds,
-        reference=ref_row, artifacts=rows, labels=labels, images=np.asarray(images), notes=notes, model=model,
+        reference=ref_row, artifacts=rows, labels=labels, images=_rgb(np.asarray(images), contract), notes=notes, model=model,
         **({} if contract.crop == "digit" else {"class_names": contract.labels, "data_kind": "labelled"}),
     )
     if raise_on_failure:
@@ -195,6 +195,11 @@ def export_contract(classifiers, entries):
         raise ModelLoadError(f"the artifacts ({', '.join(e.file for e in entries)}) carry different input contracts; "
                              "validate one model's exports at a time (export them again into one folder)")
     return classifiers[0].contract
+
+
+def _rgb(images: np.ndarray, contract) -> np.ndarray:
+    """The images as the report draws them: digits as they are, a colour model's in RGB order whatever its own."""
+    return images[..., ::-1] if contract.color == "bgr" else images
 
 
 def _softmax_of(predict):

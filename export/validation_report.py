@@ -91,7 +91,7 @@ class ValidationReport:
     reference: ArtifactResult
     artifacts: list[ArtifactResult]
     labels: np.ndarray = field(repr=False)  # (N,) true labels of the images used
-    images: np.ndarray = field(repr=False)  # (N, 28, 28) uint8 digits, or (N, H, W, C) at an image model's size
+    images: np.ndarray = field(repr=False)  # (N, 28, 28) uint8 digits, or (N, H, W, C) at an image model's size (RGB)
     notes: list[str] = field(default_factory=list)
     layers: list = field(default_factory=list)  # per-layer int8 error tables (layer_error.LayerReport), if asked for
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

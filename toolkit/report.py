@@ -245,7 +245,7 @@ def _thumbnail(image: np.ndarray) -> bytes:
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
-    if image.ndim == 3:  # an image model's colour picture, in its contract's order: thumbnails are drawn as RGB
+    if image.ndim == 3:  # an image model's colour picture, in RGB (ValidationReport.images); PNG wants BGR
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     big = cv2.resize(image, None, fx=THUMB_SCALE, fy=THUMB_SCALE, interpolation=cv2.INTER_NEAREST)
     ok, buf = cv2.imencode(".png", big)
