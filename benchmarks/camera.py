@@ -16,6 +16,7 @@ sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seed
 | light_on_dark | all of the above as chalk on a dark board |
 | multi | four MNIST test digits in a row, read with ``multi=True`` (per digit; and whole rows) |
 | blank | blank paper, dark frames, noise, and an empty sheet lying on a desk: the share read as "no digit" |
+| on_desk | a sheet lying on a darker desk, its edges in view, with an MNIST test digit or a font digit (pen 3-25 %) |
 
 The fonts are the ones the camera recipe may train on, so this is not the independent check (other typefaces and
 other people's handwriting are kept out of the repository for that); MNIST digits come from the test set only.
@@ -45,14 +46,15 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank")
+KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
+         "on_desk")  # a new kind goes last: each kind's frames come from its own index, so the others stay the same
 STRIP = 4  # digits per multi frame
 
 
 def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int) -> dict[str, list]:
     """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
-    from edgekit.toolkit.synthetic import Look, camera_finish as _finish, scaled_glyph as _glyph, lit_sheet as _paper, camera_frame, digit_strip, empty_frame, glyph_frame
+    from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
     look = Look()
     out: dict[str, list] = {k: [] for k in KINDS}
@@ -90,18 +92,18 @@ def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int
                 idx = rng.choice(len(x_test), STRIP, replace=False)
                 frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
                 out[kind].append((frame, "".join(str(int(d)) for d in y_test[idx])))
-            else:  # blank
-                what = ("paper", "dark", "noise", "desk")[i % 4]
-                if what == "desk":
-                    w, h = look.size
-                    light, paper, _ = _paper(rng, look, dark_board=False)
-                    img = np.full((h, w), rng.uniform(20, 110), np.float32)
-                    sw, sh = int(w * rng.uniform(0.5, 0.85)), int(h * rng.uniform(0.5, 0.9))
-                    sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
-                    img[sy : sy + sh, sx : sx + sw] = paper
-                    frame = _finish(img * light, rng, look)
+            elif kind == "on_desk":
+                if i % 2:
+                    label = int(y_test[j])
+                    frame, _ = desk_frame(lambda sheet: scaled_glyph(x_test[j], rng.uniform(0.3, 0.6) * sheet,
+                                                                     rng.uniform(-8, 8)), rng)
                 else:
-                    frame = empty_frame(what, rng)
+                    label, width = int(rng.integers(10)), rng.uniform(0.03, 0.25)
+                    frame, _ = desk_frame(lambda sheet: shape_glyph(font_digit(label, rng, "any", width), rng,
+                                                                    rng.uniform(0.3, 0.6) * sheet), rng)
+                out[kind].append((frame, label))
+            else:  # blank
+                frame = empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng)
                 out[kind].append((frame, None))
     return out
 
