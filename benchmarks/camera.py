@@ -24,7 +24,8 @@ other people's handwriting are kept out of the repository for that); MNIST digit
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
 bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
-benchmarks/results/camera.json (or ``--json``).
+benchmarks/results/camera.json (or ``--json``). With two readers or more, each after the first also gets the
+paired count on the same frames: how many only the first read right, and how many only it did (``-A/+B``).
 
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
 its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
@@ -192,6 +193,11 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
     return rows
 
 
+def rights(kind: str, truths: list, reads: list) -> list[bool]:
+    """Per frame, whether the read is right: the digit (or row), or "no digit" on a blank frame."""
+    return [r is None if kind == "blank" else r == t for r, t in zip(reads, truths)]
+
+
 def score(kind: str, truths: list, reads: list) -> dict:
     n = len(truths)
     if kind == "blank":
@@ -242,18 +248,27 @@ def main() -> int:
                 readers[f"{binary} (its bundled model)"] = read_with_cli(binary, frames, Path(tmp))
 
     rows = []
+    names = list(readers)
     for kind in KINDS:
         truths = [t for _, t in frames[kind]]
-        rows.append({"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}})
-    names = list(readers)
+        row = {"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}}
+        first = rights(kind, truths, readers[names[0]][kind])
+        for name in names[1:]:
+            this = rights(kind, truths, readers[name][kind])
+            row[name]["only_first_right"] = sum(a and not b for a, b in zip(first, this))
+            row[name]["only_this_right"] = sum(b and not a for a, b in zip(first, this))
+        rows.append(row)
     print(f"{'kind':15s} {'frames':>6s}  " + "  ".join(f"{n[-28:]:>28s}" for n in names))
     for r in rows:
         cells = []
         for n in names:
             s = r[n]
+            paired = f" -{s['only_first_right']}/+{s['only_this_right']}" if "only_this_right" in s else ""
             cells.append(f"{'no digit' if r['kind'] == 'blank' else 'read right'} "
-                         f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}".rjust(28))
+                         f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}{paired}".rjust(28))
         print(f"{r['kind']:15s} {r[names[0]]['frames']:6d}  " + "  ".join(cells))
+    if len(names) > 1:
+        print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
               "per_kind": args.per_kind, "readers": names, "rows": rows,
               "opencv": cv2.__version__}
