@@ -109,7 +109,6 @@ def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look(
     return camera_finish(sheet * light, rng, look), box
 
 
-
 def desk_frame(glyph_for: Callable[[float], np.ndarray], rng: np.random.Generator,
                look: Look = Look()) -> tuple[np.ndarray, Box]:
     """A digit on a sheet lying on a darker desk, the sheet's edges in view (a desk often darker than the ink):
@@ -127,6 +126,7 @@ def desk_frame(glyph_for: Callable[[float], np.ndarray], rng: np.random.Generato
     glyph = glyph[: sy + sh - gy - 2, : sx + sw - gx - 2]
     box = stamp_glyph(img, glyph, gx, gy, paper, ink)
     return camera_finish(img, rng, look), box
+
 
 # -- digits that are not MNIST: OpenCV's Hershey fonts, as a stand-in for someone else's handwriting ------------
 
