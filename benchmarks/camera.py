@@ -16,6 +16,7 @@ sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seed
 | light_on_dark | all of the above as chalk on a dark board |
 | multi | four MNIST test digits in a row, read with ``multi=True`` (per digit; and whole rows) |
 | blank | blank paper, dark frames, noise, and an empty sheet lying on a desk: the share read as "no digit" |
+| on_desk | a sheet lying on a darker desk, its edges in view, with an MNIST test digit or a font digit (pen 3-25 %) |
 
 The fonts are the ones the camera recipe may train on, so this is not the independent check (other typefaces and
 other people's handwriting are kept out of the repository for that); MNIST digits come from the test set only.
@@ -23,7 +24,8 @@ other people's handwriting are kept out of the repository for that); MNIST digit
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
 bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
-benchmarks/results/camera.json (or ``--json``).
+benchmarks/results/camera.json (or ``--json``). With two readers or more, each after the first also gets the
+paired count on the same frames: how many only the first read right, and how many only it did (``-A/+B``).
 
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
 its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
@@ -45,14 +47,15 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank")
+KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
+         "on_desk")  # a new kind goes last: each kind's frames come from its own index, so the others stay the same
 STRIP = 4  # digits per multi frame
 
 
 def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int) -> dict[str, list]:
     """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
-    from edgekit.toolkit.synthetic import Look, camera_finish as _finish, scaled_glyph as _glyph, lit_sheet as _paper, camera_frame, digit_strip, empty_frame, glyph_frame
+    from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
     look = Look()
     out: dict[str, list] = {k: [] for k in KINDS}
@@ -90,18 +93,18 @@ def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int
                 idx = rng.choice(len(x_test), STRIP, replace=False)
                 frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
                 out[kind].append((frame, "".join(str(int(d)) for d in y_test[idx])))
-            else:  # blank
-                what = ("paper", "dark", "noise", "desk")[i % 4]
-                if what == "desk":
-                    w, h = look.size
-                    light, paper, _ = _paper(rng, look, dark_board=False)
-                    img = np.full((h, w), rng.uniform(20, 110), np.float32)
-                    sw, sh = int(w * rng.uniform(0.5, 0.85)), int(h * rng.uniform(0.5, 0.9))
-                    sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
-                    img[sy : sy + sh, sx : sx + sw] = paper
-                    frame = _finish(img * light, rng, look)
+            elif kind == "on_desk":
+                if i % 2:
+                    label = int(y_test[j])
+                    frame, _ = desk_frame(lambda sheet: scaled_glyph(x_test[j], rng.uniform(0.3, 0.6) * sheet,
+                                                                     rng.uniform(-8, 8)), rng)
                 else:
-                    frame = empty_frame(what, rng)
+                    label, width = int(rng.integers(10)), rng.uniform(0.03, 0.25)
+                    frame, _ = desk_frame(lambda sheet: shape_glyph(font_digit(label, rng, "any", width), rng,
+                                                                    rng.uniform(0.3, 0.6) * sheet), rng)
+                out[kind].append((frame, label))
+            else:  # blank
+                frame = empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng)
                 out[kind].append((frame, None))
     return out
 
@@ -190,6 +193,11 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
     return rows
 
 
+def rights(kind: str, truths: list, reads: list) -> list[bool]:
+    """Per frame, whether the read is right: the digit (or row), or "no digit" on a blank frame."""
+    return [r is None if kind == "blank" else r == t for r, t in zip(reads, truths)]
+
+
 def score(kind: str, truths: list, reads: list) -> dict:
     n = len(truths)
     if kind == "blank":
@@ -240,18 +248,27 @@ def main() -> int:
                 readers[f"{binary} (its bundled model)"] = read_with_cli(binary, frames, Path(tmp))
 
     rows = []
+    names = list(readers)
     for kind in KINDS:
         truths = [t for _, t in frames[kind]]
-        rows.append({"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}})
-    names = list(readers)
+        row = {"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}}
+        first = rights(kind, truths, readers[names[0]][kind])
+        for name in names[1:]:
+            this = rights(kind, truths, readers[name][kind])
+            row[name]["only_first_right"] = sum(a and not b for a, b in zip(first, this))
+            row[name]["only_this_right"] = sum(b and not a for a, b in zip(first, this))
+        rows.append(row)
     print(f"{'kind':15s} {'frames':>6s}  " + "  ".join(f"{n[-28:]:>28s}" for n in names))
     for r in rows:
         cells = []
         for n in names:
             s = r[n]
+            paired = f" -{s['only_first_right']}/+{s['only_this_right']}" if "only_this_right" in s else ""
             cells.append(f"{'no digit' if r['kind'] == 'blank' else 'read right'} "
-                         f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}".rjust(28))
+                         f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}{paired}".rjust(28))
         print(f"{r['kind']:15s} {r[names[0]]['frames']:6d}  " + "  ".join(cells))
+    if len(names) > 1:
+        print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
               "per_kind": args.per_kind, "readers": names, "rows": rows,
               "opencv": cv2.__version__}

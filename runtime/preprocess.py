@@ -12,7 +12,8 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
    light ink) wider than any stroke (a marker's is up to a quarter of the digit's height), so a lighting
    gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all;
 4. connected components: specks, frame-border touchers (paper edges, table, fingers) and solid blobs are
-   rejected; pieces of one digit that overlap horizontally are merged;
+   rejected; pieces of one digit that overlap horizontally are merged; what is left must lie on paper (ringed by
+   paper on every side, which the edge of a sheet lying on a desk is not);
 5. the digit's box, longest side scaled to 20 px keeping the aspect ratio, placed in 28x28 by its centre
    of mass (LeCun et al.'s recipe), ink bright on black with soft edges like MNIST's anti-aliasing.
 
@@ -26,6 +27,7 @@ the model); split, each piece would pass the same half-dozen arrays back and for
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -42,6 +44,7 @@ NOISE_MARGIN = 5.0  # ink must be this many noise sigmas above the paper
 MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (or ROI's) height ...
 MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
 ON_PAPER_CONTRAST = 1.5  # light ink's surroundings differ from its strokes by at most this times its strength
+NEAR_SIDE, PAPER_APART = 0.1, 0.15  # ... and even their tenth nearest the strokes differs by this at least
 MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the tallest digit's height
 FEW_COMPONENTS = 6  # up to this many, components are measured one by one (cheaper than OpenCV's statistics)
 
@@ -413,11 +416,8 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         level = hist_quantile(core, 0.5) if core.any() else t
         if level < NOISE_MARGIN * noise:
             continue  # as strong as the noise around it: speckle, not ink
-        if not dark and not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
-            # The rim of a sheet lying on a darker desk, not chalk on a board. Only light ink is checked: the
-            # sheet is what looks like light ink there (an empty sheet on a desk read as a digit in 5 of 20
-            # frames whether dark ink was checked too or not), and dark ink on paper, the usual frame, pays nothing.
-            continue
+        if not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
+            continue  # an edge (of a sheet lying on a desk, of a shadow), not strokes on paper
         patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(level, 1.0))  # rounded, saturated at 255
         out.append(((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch))
         if not multi:
@@ -426,17 +426,32 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
 
 
 def _on_paper(region: np.ndarray, dark: bool, mask: np.ndarray, rim: np.ndarray, level: float) -> bool:
-    """Whether a candidate's ink strength accounts for how much darker (lighter, for light ink) its strokes
-    (``mask``, their mean) are than a 2-pixel ring outside their anti-aliased ``rim`` (its median): at most
-    ON_PAPER_CONTRAST times. On paper the two agree (ratio 0.79-1.06 over 440 frames of every kind in benchmarks/camera.py; 99 % of
-    1,017 candidates in bold-marker frames under 1.24). The rim of a sheet lying on a darker desk, which the paper
-    estimate's soft edge turns into faint ink, has the desk beyond it: a contrast twice its ink strength and more
-    (median 2.1)."""
-    ring = histogram(region, cv2.dilate(rim, _RING) - rim)
-    if not ring.sum():
+    """Whether a candidate's strokes (``mask``) lie on paper: a 2-pixel ring outside their anti-aliased ``rim``
+    is paper on every side.
+
+    - Every side: even the tenth of the ring nearest the strokes in brightness stands PAPER_APART of the ink's
+      strength (``level``) away from them. A stroke has paper on both sides; an edge has its own level on one:
+      the desk just beyond a sheet lying on it (dark ink), or the sheet beside that desk (light ink), which
+      the paper estimate's soft edge turns into faint ink. Measured as that tenth's distance over ``level``:
+      digits 0.34 and more (the lowest of 15,000 in benchmarks/camera.py's frames, seeds 0-3: MNIST digits, whose
+      soft edges reach into the ring), the edges that used to pass 0.01 at most (72 frames of an empty sheet on a
+      desk read as a digit before this check), hence 0.15.
+    - Light ink only: the ring's median is at most ON_PAPER_CONTRAST times the ink's strength darker than the
+      strokes. Chalk on a board agrees (ratio 0.79-1.06 over 440 frames of every kind in benchmarks/camera.py;
+      99 % of 1,017 candidates in bold-marker frames under 1.24); the rim of a sheet lying on a darker desk
+      has the desk beyond it: a contrast twice its ink strength and more (median 2.1)."""
+    ring = cv2.dilate(rim, _RING) - rim
+    n = cv2.countNonZero(ring)
+    if not n:
         return True
-    around, strokes = hist_quantile(ring, 0.5), cv2.mean(region, mask)[0]  # the ring's median: the side most of it is
-    return (around - strokes if dark else strokes - around) <= ON_PAPER_CONTRAST * level
+    strokes = cv2.mean(region, mask)[0]
+    if dark:  # counted, not sorted: dark ink on paper is the usual frame
+        lightest_ink = math.ceil(strokes + PAPER_APART * level)
+        near = cv2.countNonZero(cv2.bitwise_and(cv2.compare(region, lightest_ink, cv2.CMP_LT), ring))
+        return lightest_ink <= 255 and near < NEAR_SIDE * n
+    levels = histogram(region, ring)
+    return (strokes - hist_quantile(levels, 1.0 - NEAR_SIDE) >= PAPER_APART * level
+            and strokes - hist_quantile(levels, 0.5) <= ON_PAPER_CONTRAST * level)
 
 
 def _mnist_like(patch: np.ndarray) -> np.ndarray:

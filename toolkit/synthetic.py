@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -109,6 +109,25 @@ def camera_frame(digit: np.ndarray, rng: np.random.Generator, look: Look = Look(
     return camera_finish(sheet * light, rng, look), box
 
 
+def desk_frame(glyph_for: Callable[[float], np.ndarray], rng: np.random.Generator,
+               look: Look = Look()) -> tuple[np.ndarray, Box]:
+    """A digit on a sheet lying on a darker desk, the sheet's edges in view (a desk often darker than the ink):
+    ``glyph_for(sheet_height)`` draws the glyph (float32 coverage 0..1) for a sheet that tall. A BGR uint8 frame
+    and the digit's box."""
+    w, h = look.size
+    sw, sh = int(w * rng.uniform(0.55, 0.85)), int(h * rng.uniform(0.6, 0.9))
+    sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
+    paper, ink = rng.uniform(170, 240), rng.uniform(15, 70)
+    img = np.full((h, w), rng.uniform(20, 110), np.float32)
+    img[sy : sy + sh, sx : sx + sw] = paper
+    glyph = glyph_for(sh)
+    gx = sx + int(rng.integers(5, max(6, sw - glyph.shape[1] - 5)))
+    gy = sy + int(rng.integers(5, max(6, sh - glyph.shape[0] - 5)))
+    glyph = glyph[: sy + sh - gy - 2, : sx + sw - gx - 2]
+    box = stamp_glyph(img, glyph, gx, gy, paper, ink)
+    return camera_finish(img, rng, look), box
+
+
 # -- digits that are not MNIST: OpenCV's Hershey fonts, as a stand-in for someone else's handwriting ------------
 
 def font_glyph(digit: int, rng: np.random.Generator, height: float, rotation: float = 8.0) -> np.ndarray:
@@ -186,17 +205,25 @@ def digit_strip(digits: Iterable[np.ndarray], rng: np.random.Generator, look: Lo
 
 
 def empty_frame(kind: str, rng: np.random.Generator, look: Look = Look()) -> np.ndarray:
-    """A frame with no digit: ``paper`` (blank lit sheet), ``dark`` (lens cap, night) or ``noise``."""
+    """A frame with no digit: ``paper`` (blank lit sheet), ``desk`` (an empty sheet lying on a darker desk, its
+    edges in view), ``dark`` (lens cap, night) or ``noise``."""
     w, h = look.size
     if kind == "paper":
         light, paper, _ = lit_sheet(rng, look, dark_board=False)
         return camera_finish(np.full((h, w), paper, np.float32) * light, rng, look)
+    if kind == "desk":
+        light, paper, _ = lit_sheet(rng, look, dark_board=False)
+        img = np.full((h, w), rng.uniform(20, 110), np.float32)
+        sw, sh = int(w * rng.uniform(0.5, 0.85)), int(h * rng.uniform(0.5, 0.9))
+        sx, sy = int(rng.integers(0, w - sw)), int(rng.integers(0, h - sh))
+        img[sy : sy + sh, sx : sx + sw] = paper
+        return camera_finish(img * light, rng, look)
     if kind == "dark":
         img = np.full((h, w, 3), rng.uniform(0, 20), np.float32) + rng.normal(0, 3, (h, w, 3))
         return np.clip(img, 0, 255).astype(np.uint8)
     if kind == "noise":
         return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    raise ValueError(f"unknown empty frame kind {kind!r}; use paper, dark or noise")
+    raise ValueError(f"unknown empty frame kind {kind!r}; use paper, desk, dark or noise")
 
 
 def mnist_frames(
