@@ -49,6 +49,7 @@ MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the 
 FEW_COMPONENTS = 6  # up to this many, components are measured one by one (cheaper than OpenCV's statistics)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the frame's pixels
+Candidate = tuple[Box, np.ndarray]  # a digit's box and its ink patch, in the analysed image
 
 
 @dataclass(frozen=True)
@@ -127,16 +128,22 @@ def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) 
     if found is None:
         return []
     (likely, local), ink, noise, gray = found
-    groups = _digit_groups(ink(likely), noise, multi, gray, likely)
+    retries: list[Callable[[], Candidate | None]] = []
+    groups = _digit_groups(ink(likely), noise, multi, gray, likely, retries)
     if likely != local or not groups:
         # The two paper estimates disagree, or the likelier polarity found nothing: try the other one too.
-        other = _digit_groups(ink(not likely), noise, multi, gray, not likely)
+        other = _digit_groups(ink(not likely), noise, multi, gray, not likely, retries)
         if other and (not groups or _hole_of(groups[0], other[0])
                       or (likely != local and not _hole_of(other[0], groups[0]) and not _fragment(other[0], groups[0]))):
             # What the likelier polarity found is nothing, or the paper inside the other's digit (its hole); or
             # neither holds the other and the local estimate (right at a sheet's edge) chose the other, whose
             # find is not a mere fragment (a notch or a sheen on a marker's stroke) beside the likelier digit.
             groups = other
+    for again in retries if not groups else ():
+        # Nothing passed in either polarity: a group that failed as a whole, without the pieces that fail alone.
+        if (retried := again()) is not None:
+            groups = [retried]
+            break
     crops = []
     for (x, y, w, h), patch in groups:
         bx, by = ox + int(x / scale), oy + int(y / scale)
@@ -157,7 +164,7 @@ def frame_to_input(frame: np.ndarray, roi: Box | None = None) -> tuple[np.ndarra
     return to_model_input(crops[0].image), crops[0].box
 
 
-def _hole_of(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
+def _hole_of(a: Candidate, b: Candidate) -> bool:
     """Whether candidate ``a`` (box, ink patch) is the paper inside candidate ``b``'s loop (or a shade inside its
     broad stroke): its box lies within ``b``'s, or ``b``'s ink covers most of a 2-pixel ring around it. (A digit
     lying on paper is ringed by paper, even where the other polarity took a narrow strip of that paper for ink.)"""
@@ -174,7 +181,7 @@ def _hole_of(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
     return int(np.count_nonzero(ring & mb)) >= 0.6 * int(np.count_nonzero(ring))
 
 
-def _fragment(a: tuple[Box, np.ndarray], b: tuple[Box, np.ndarray]) -> bool:
+def _fragment(a: Candidate, b: Candidate) -> bool:
     """Whether candidate ``a``'s box is under a third of ``b``'s: a piece of paper or of a stroke, not a rival."""
     return a[0][2] * a[0][3] < b[0][2] * b[0][3] / 3
 
@@ -343,7 +350,10 @@ def components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[tuple[
     return labels, out
 
 
-def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool) -> list[tuple[Box, np.ndarray]]:
+def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool,
+                  retries: list[Callable[[], Candidate | None]] | None = None) -> list[Candidate]:
+    """The digits' boxes and ink patches in one polarity's ink, the largest first (``multi``: every one, left to
+    right). A group of pieces that fails as a whole adds to ``retries`` a second try without its failing pieces."""
     H, W = ink.shape
     # The threshold: Otsu's (OpenCV's, in double precision), at least MIN_CONTRAST and 0.35 of the strongest ink
     # (its 0.998 quantile, which only counts when it exceeds the larger of the other two by that factor).
@@ -362,12 +372,13 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         return []
     cx, cy = max(0, bx - 3), max(0, by - 3)
     labels, big = components(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)], max(4, int(H * W * 0.00015)))
-    parts = []
+    parts, own = [], {}
     for i, x, y, w, h, area in big:  # not the background, not a speck
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
         parts.append([x, y, x + w, y + h, area, [i]])
+        own[i] = (x, y, w, h, area)
     if not parts:
         return []
     # Merge pieces of one digit: boxes that overlap horizontally by half the narrower one's width.
@@ -384,17 +395,16 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         else:
             groups.append(p)
     min_h = max(MIN_HEIGHT_PX, MIN_HEIGHT_FRACTION * H)
-    plausible = []
-    for x1, y1, x2, y2, area, ids in groups:
-        w, h = x2 - x1, y2 - y1
+
+    def plausible_shape(w: int, h: int, area: int) -> bool:
         if h < min_h or w > 0.9 * W or h > 0.95 * H:
-            continue
-        fill = area / float(w * h)
-        if fill > 0.85 and h < 2.5 * w:
-            continue  # a solid blob, not a stroke
-        if w > 2.2 * h:
-            continue  # a horizontal line: ruling, edge of a sheet
-        plausible.append((x1, y1, w, h, area, ids))
+            return False
+        if area / float(w * h) > 0.85 and h < 2.5 * w:
+            return False  # a solid blob, not a stroke
+        return w <= 2.2 * h  # not a horizontal line: ruling, edge of a sheet
+
+    plausible = [(x1, y1, x2 - x1, y2 - y1, area, ids) for x1, y1, x2, y2, area, ids in groups
+                 if plausible_shape(x2 - x1, y2 - y1, area)]
     if not plausible:
         return []
     if multi:
@@ -402,8 +412,9 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         chosen = sorted((p for p in plausible if p[3] >= MULTI_MIN_HEIGHT * tallest), key=lambda p: p[0])
     else:
         chosen = sorted(plausible, key=lambda p: -p[4])  # the largest that passes the checks below
-    out = []
-    for x, y, w, h, _, ids in chosen:
+
+    def cut(x: int, y: int, w: int, h: int, ids: list[int]) -> Candidate | None:
+        """The candidate's box and ink patch, or None: as weak as the noise, or not strokes on paper."""
         # The strokes' mask with room for a ring around it (_on_paper), and the patch 1 pixel past the box.
         y0, y1, x0, x1 = max(0, y - 3), min(H, y + h + 3), max(0, x - 3), min(W, x + w + 3)
         lab = labels[y0 - cy : y1 - cy, x0 - cx : x1 - cx]
@@ -415,11 +426,33 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         core = histogram(patch, cv2.threshold(patch, t, 255, cv2.THRESH_BINARY)[1])  # the stroke's own levels
         level = hist_quantile(core, 0.5) if core.any() else t
         if level < NOISE_MARGIN * noise:
-            continue  # as strong as the noise around it: speckle, not ink
+            return None  # as strong as the noise around it: speckle, not ink
         if not _on_paper(gray[y0:y1, x0:x1], dark, mask, rim, level):
-            continue  # an edge (of a sheet lying on a desk, of a shadow), not strokes on paper
+            return None  # an edge (of a sheet lying on a desk, of a shadow), not strokes on paper
         patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(level, 1.0))  # rounded, saturated at 255
-        out.append(((xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch))
+        return (xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch
+
+    def without_failing_pieces(ids: list[int]) -> Candidate | None:
+        kept = [i for i in ids if cut(*own[i][:4], [i]) is not None]
+        if not kept or len(kept) == len(ids):
+            return None
+        x, y = min(own[i][0] for i in kept), min(own[i][1] for i in kept)
+        w = max(own[i][0] + own[i][2] for i in kept) - x
+        h = max(own[i][1] + own[i][3] for i in kept) - y
+        return cut(x, y, w, h, kept) if plausible_shape(w, h, sum(own[i][4] for i in kept)) else None
+
+    out = []
+    for x, y, w, h, _, ids in chosen:
+        found = cut(x, y, w, h, ids)
+        if found is None:
+            if len(ids) > 1 and dark and retries is not None:
+                # Dark ink beside the edge of a sheet lying on a desk can share its group with that edge (the
+                # desk just beyond it), and the group then fails as a whole: without the pieces that fail on
+                # their own, if nothing else passes. Not light ink: there the failing group is the sheet, and
+                # what passes without it is the paper inside a digit's loop, ringed by the digit's ink.
+                retries.append(lambda ids=ids: without_failing_pieces(ids))
+            continue
+        out.append(found)
         if not multi:
             break
     return out

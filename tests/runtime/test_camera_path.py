@@ -7,7 +7,8 @@ about boxes (OpenCV's arithmetic, no trained model). Measured over seeds 0-3 of 
 tests' own generators with other seeds): bold digits misboxed 0 of 720 frames (295 before the fix); thin pens and
 blank frames none. Sheets on a desk, measured over seeds 0-19: a digit's box is not the digit's own (IoU < 0.6) in
 0-1 frames of 40 (the sheet instead of the digit in 15 of 40 before the on-paper check was asked of dark ink too);
-an empty sheet is read as a digit in 0 of 1,500 frames (9-19 of every 60 before)."""
+an empty sheet is read as a digit in 0 of 1,500 frames (9-19 of every 60 before); a digit grouped with a strip
+of the desk along the sheet's edge is found (9 of 2,500 frames were "no digit" before)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,27 @@ def test_a_digit_on_a_sheet_lying_on_a_darker_desk(mnist):
     ious = [box_iou(crops[0].box, box) if (crops := find_digits(frame)) else 0.0 for frame, box in frames]
     check("camera path: sheet-on-desk frames of 40 whose box is not the digit's (IoU < 0.6)",
           sum(i < 0.6 for i in ious), "<=", 3)
+
+
+# Of 2,500 desk frames (digit k of the MNIST test set on desk_frame(rng [21, k])), the ones where the digit and a
+# strip of the desk along the sheet's edge below or above it fall into one group, which fails the on-paper check
+# as a whole: find_digits before the retry without failing pieces read every one as "no digit".
+DIGIT_BESIDE_AN_EDGE = (124, 228, 316, 325, 1097, 1471, 2039, 2174, 2217)
+
+
+def test_a_digit_grouped_with_the_sheets_edge_is_found_without_it(mnist):
+    """The desk just beyond a sheet's edge can be a thin strip of dark "ink" (the paper estimate spills past the
+    edge); it overlaps the digit's columns, so the two are grouped as one candidate, and that candidate fails the
+    on-paper check (the strip is an edge). Without the pieces that fail on their own, the digit passes: its box
+    is its own (IoU 0.93-0.99 on these frames)."""
+    ious = []
+    for k in DIGIT_BESIDE_AN_EDGE:
+        rng = np.random.default_rng([21, k])
+        frame, box = desk_frame(lambda sheet: scaled_glyph(mnist.x_test[k], rng.uniform(0.3, 0.6) * sheet,
+                                                           rng.uniform(-8, 8)), rng)
+        crops = find_digits(frame)
+        ious.append(round(box_iou(crops[0].box, box), 2) if crops else 0.0)
+    assert min(ious) >= 0.6, dict(zip(DIGIT_BESIDE_AN_EDGE, ious))
 
 
 @pytest.mark.numeric
