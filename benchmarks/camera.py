@@ -24,7 +24,8 @@ other people's handwriting are kept out of the repository for that); MNIST digit
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
 bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
-benchmarks/results/camera.json (or ``--json``). With two readers or more, each after the first also gets the
+benchmarks/results/camera.json (or ``--json``), where each reader's row also counts its errors by what was drawn
+and what was read (``confusions``: ``"7>9"``, ``"4>none"``). With two readers or more, each after the first also gets the
 paired count on the same frames: how many only the first read right, and how many only it did (``-A/+B``).
 
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -207,7 +209,24 @@ def score(kind: str, truths: list, reads: list) -> dict:
     if kind == "multi":
         digits = sum(sum(a == b for a, b in zip(r or "", t)) for r, t in zip(reads, truths))
         row["digit_accuracy"] = digits / (n * STRIP)
+    row["confusions"] = confusions(kind, truths, reads)
     return row
+
+
+def confusions(kind: str, truths: list, reads: list) -> dict[str, int]:
+    """The errors by what was drawn and what was read ("7>9"), the most frequent first; "none" for no digit. Rows
+    of several digits count per digit where the row has the right length, else once as "row length"."""
+    errors: Counter = Counter()
+    for t, r in zip(truths, reads):
+        if r == t:
+            continue
+        if kind != "multi" or r is None:
+            errors[f"{t}>{'none' if r is None else r}"] += 1
+        elif len(r) != len(t):
+            errors["row length"] += 1
+        else:
+            errors.update(f"{a}>{b}" for a, b in zip(t, r) if a != b)
+    return dict(errors.most_common())
 
 
 def main() -> int:
