@@ -25,8 +25,9 @@ Readers: each ``--model`` (default: the model bundled with edgekit) through this
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
 bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
 benchmarks/results/camera.json (or ``--json``), where each reader's row also counts its errors by what was drawn
-and what was read (``confusions``: ``"7>9"``, ``"4>none"``). With two readers or more, each after the first also gets the
-paired count on the same frames: how many only the first read right, and how many only it did (``-A/+B``).
+and what was read (``confusions``: ``"7>9"``, ``"4>none"``). With two readers or more, each after the first also
+gets the paired count on the same frames: how many only the first read right, and how many only it did
+(``-A/+B``).
 
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
 its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
