@@ -351,7 +351,7 @@ def components(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[tuple[
 
 
 def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool,
-                  retries: list[Callable[[], Candidate | None]] | None = None) -> list[Candidate]:
+                  retries: list[Callable[[], Candidate | None]]) -> list[Candidate]:
     """The digits' boxes and ink patches in one polarity's ink, the largest first (``multi``: every one, left to
     right). A group of pieces that fails as a whole adds to ``retries`` a second try without its failing pieces."""
     H, W = ink.shape
@@ -445,7 +445,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     for x, y, w, h, _, ids in chosen:
         found = cut(x, y, w, h, ids)
         if found is None:
-            if len(ids) > 1 and dark and retries is not None:
+            if len(ids) > 1 and dark:
                 # Dark ink beside the edge of a sheet lying on a desk can share its group with that edge (the
                 # desk just beyond it), and the group then fails as a whole: without the pieces that fail on
                 # their own, if nothing else passes. Not light ink: there the failing group is the sheet, and
