@@ -12,14 +12,15 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
    light ink) wider than any stroke (a marker's is up to a quarter of the digit's height), so a lighting
    gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all;
 4. connected components: specks, frame-border touchers (paper edges, table, fingers) and solid blobs are
-   rejected; pieces of one digit that overlap horizontally are merged; what is left must lie on paper (ringed by
-   paper on every side, which the edge of a sheet lying on a desk is not);
+   rejected; pieces of one digit that overlap horizontally are merged, and so is a stroke written apart above or
+   below a digit (a 5's bar); what is left must lie on paper (ringed by paper on every side, which the edge of a
+   sheet lying on a desk is not);
 5. the digit's box, longest side scaled to 20 px keeping the aspect ratio, placed in 28x28 by its centre
    of mass (LeCun et al.'s recipe), ink bright on black with soft edges like MNIST's anti-aliasing.
 
 Nothing plausible in view gives no crop: the caller reports "no digit" instead of guessing.
 
-One module (~450 lines) on purpose: the steps share the working image, its polarity and its noise level, and the
+One module (~550 lines) on purpose: the steps share the working image, its polarity and its noise level, and the
 small counting helpers exist for the speed of this one path (a frame costs about half a millisecond here, as much as
 the model); split, each piece would pass the same half-dozen arrays back and forth.
 """
@@ -46,6 +47,9 @@ MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
 ON_PAPER_CONTRAST = 1.5  # light ink's surroundings differ from its strokes by at most this times its strength
 NEAR_SIDE, PAPER_APART = 0.1, 0.15  # ... and even their tenth nearest the strokes differs by this at least
 MULTI_MIN_HEIGHT = 0.45  # in --multi, a digit is at least this fraction of the tallest digit's height
+CAP_HEIGHT, CAP_WIDE = 0.6, 0.25  # a stroke written apart (a 5's bar): at most 0.6 of the digit's height, 0.25 wide
+CAP_GAP_X, CAP_GAP_Y, CAP_BAND = 0.25, 0.5, 0.3  # ... within these of its height, above or below its middle band,
+CAP_WIDTH = 1.5  # ... and the digit with it no wider than this times its height
 FEW_COMPONENTS = 6  # up to this many, components are measured one by one (cheaper than OpenCV's statistics)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the frame's pixels
@@ -388,13 +392,13 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         for g in groups:
             overlap = min(g[2], p[2]) - max(g[0], p[0])
             if overlap > 0.5 * min(g[2] - g[0], p[2] - p[0]):
-                g[0], g[1], g[2], g[3] = min(g[0], p[0]), min(g[1], p[1]), max(g[2], p[2]), max(g[3], p[3])
-                g[4] += p[4]
-                g[5] += p[5]
+                _absorb(g, p)
                 break
         else:
             groups.append(p)
     min_h = max(MIN_HEIGHT_PX, MIN_HEIGHT_FRACTION * H)
+    if len(groups) > 1:
+        groups = _with_caps(groups, min_h)
 
     def plausible_shape(w: int, h: int, area: int) -> bool:
         if h < min_h or w > 0.9 * W or h > 0.95 * H:
@@ -456,6 +460,42 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         if not multi:
             break
     return out
+
+
+def _absorb(g: list, p: list) -> None:
+    """Group ``p`` [x1, y1, x2, y2, area, ids] into ``g``, in place."""
+    g[0], g[1], g[2], g[3] = min(g[0], p[0]), min(g[1], p[1]), max(g[2], p[2]), max(g[3], p[3])
+    g[4] += p[4]
+    g[5] += p[5]
+
+
+def _with_caps(groups: list[list], min_h: float) -> list[list]:
+    """``groups`` [x1, y1, x2, y2, area, ids] with each stroke written apart above or below a digit (a 5's bar, the
+    tail of a 2) merged into the nearest group that can be a digit: pieces that share half their columns are already
+    one group, but a 5's bar often sits to the right of its stem, and without it a 5 reads as a 3 or an S."""
+    bodies = [g for g in groups if g[3] - g[1] >= min_h]
+    pieces = [p for p in groups if p[2] - p[0] >= CAP_WIDE * min_h]
+    if not bodies or len(pieces) < 2:
+        return groups
+    merged = set()
+    for p in sorted(pieces, key=lambda p: p[4]):
+        pw, ph, mid = p[2] - p[0], p[3] - p[1], (p[1] + p[3]) / 2
+        best, nearest = None, math.inf
+        for g in bodies:
+            gh = g[3] - g[1]
+            if g is p or g[4] <= p[4] or ph > CAP_HEIGHT * gh or pw < CAP_WIDE * gh:
+                continue  # not smaller than the digit, too tall for a stroke of it, or too narrow (a dot, a colon)
+            gap_x, gap_y = max(p[0] - g[2], g[0] - p[2]), max(p[1] - g[3], g[1] - p[3])
+            if gap_x > CAP_GAP_X * gh or gap_y > CAP_GAP_Y * gh or g[1] + CAP_BAND * gh < mid < g[3] - CAP_BAND * gh:
+                continue  # too far, or beside the digit's middle (a neighbour, a dash), not above or below it
+            if max(g[2], p[2]) - min(g[0], p[0]) > CAP_WIDTH * (max(g[3], p[3]) - min(g[1], p[1])):
+                continue
+            if max(gap_x, gap_y) < nearest:
+                best, nearest = g, max(gap_x, gap_y)
+        if best is not None:
+            _absorb(best, p)
+            merged.add(id(p))
+    return [g for g in groups if id(g) not in merged]
 
 
 def _on_paper(region: np.ndarray, dark: bool, mask: np.ndarray, rim: np.ndarray, level: float) -> bool:

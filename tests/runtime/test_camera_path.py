@@ -8,7 +8,8 @@ tests' own generators with other seeds): bold digits misboxed 0 of 720 frames (2
 blank frames none. Sheets on a desk, measured over seeds 0-19: a digit's box is not the digit's own (IoU < 0.6) in
 0-1 frames of 40 (the sheet instead of the digit in 15 of 40 before the on-paper check was asked of dark ink too);
 an empty sheet is read as a digit in 0 of 1,500 frames (9-19 of every 60 before); a digit grouped with a strip
-of the desk along the sheet's edge is found (9 of 2,500 frames were "no digit" before)."""
+of the desk along the sheet's edge is found (9 of 2,500 frames were "no digit" before); a 5 whose bar is written
+apart is boxed with its bar (MNIST's 37 such 5s: 2-8 boxed short over seeds 0-6, 20-26 before)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 from edgekit.runtime.preprocess import find_digits
 from edgekit.toolkit import fonts
 from edgekit.toolkit.fonts import font_digit, shape_glyph, stroke_width
-from edgekit.toolkit.synthetic import Look, box_iou, desk_frame, scaled_glyph, empty_frame, glyph_frame
+from edgekit.toolkit.synthetic import Look, box_iou, camera_frame, desk_frame, scaled_glyph, empty_frame, glyph_frame
 from measured import check
 
 LOOPED = (0, 6, 8, 9)  # the digits with a loop whose inside a bold stroke makes as large as the stroke
@@ -129,6 +130,51 @@ def test_a_digit_grouped_with_the_sheets_edge_is_found_without_it(mnist):
         crops = find_digits(frame)
         ious.append(round(box_iou(crops[0].box, box), 2) if crops else 0.0)
     assert min(ious) >= 0.6, dict(zip(DIGIT_BESIDE_AN_EDGE, ious))
+
+
+def _written_apart(image: np.ndarray) -> bool:
+    """An MNIST digit written in two strokes that do not touch: a second piece of at least 8 pixels at > 64."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats((image > 64).astype(np.uint8), connectivity=8)
+    return n > 2 and sorted(stats[1:, cv2.CC_STAT_AREA])[-2] >= 8
+
+
+@pytest.mark.numeric
+def test_a_five_whose_bar_is_written_apart_is_boxed_whole(mnist):
+    """Many people lift the pen before a 5's bar. Without its bar a 5 is a 3 or an S to the model, and a grouping
+    of pieces that share half their columns left the bar out. The MNIST test set's 5s written in two pieces (37),
+    photographed: boxed < 90 % of the drawn digit in 2-8 frames over seeds 0-6 of these frames (20-26 before the
+    bar was merged)."""
+    fives = [k for k in np.flatnonzero(mnist.y_test == 5) if _written_apart(mnist.x_test[k])]
+    assert len(fives) >= 30, len(fives)
+    frames = [camera_frame(mnist.x_test[k], np.random.default_rng([5, int(k)]), Look(light_on_dark=0.0)) for k in fives]
+    covers = _boxed(frames)
+    check(f"camera path: 5s written in two pieces, of {len(fives)}, boxed < 90 %", sum(c < 0.9 for c in covers), "<=", 12)
+
+
+def test_a_mark_beside_a_digit_is_left_out():
+    """A dash beside a digit's middle or a full stop at its foot is not a stroke of the digit written apart: the
+    box ends before the mark and still spans the digit."""
+    rng = np.random.default_rng(8)
+    for k in range(20):
+        bitmap = font_digit(k % 10, rng, "hershey", 0.08)
+        h, w = bitmap.shape
+        canvas = np.zeros((h, w + h // 2), np.uint8)
+        canvas[:, :w] = bitmap
+        x, r = w + h // 8, max(2, h // 14)
+        if k % 2:
+            cv2.circle(canvas, (x + r, h - r - 1), r, 255, -1)  # a full stop at the digit's foot
+        else:
+            cv2.line(canvas, (x, h // 2), (x + h // 4, h // 2), 255, r)  # a dash
+        cols = np.flatnonzero((canvas > 127).any(axis=0))
+        digit_end, mark_start = cols[cols < w].max(), cols[cols >= w].min()
+        glyph = shape_glyph(canvas, rng, rng.uniform(0.3, 0.6) * 480, rotation=0.0, shear=0.0, aspect=(1.0, 1.0))
+        frame, (bx, _, bw, _) = glyph_frame(glyph, rng, Look(light_on_dark=0.0))
+        s = bw / (cols.max() - cols.min() + 1)  # frame pixels per canvas pixel
+        crops = find_digits(frame)
+        assert crops, f"frame {k}: no digit"
+        right = crops[0].box[0] + crops[0].box[2]
+        assert right < bx + (mark_start - cols.min()) * s, f"frame {k}: the box reaches the mark"
+        assert right > bx + 0.9 * (digit_end - cols.min()) * s, f"frame {k}: the box misses the digit's right side"
 
 
 @pytest.mark.numeric
