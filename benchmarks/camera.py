@@ -17,9 +17,13 @@ sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seed
 | multi | four MNIST test digits in a row, read with ``multi=True`` (per digit; and whole rows) |
 | blank | blank paper, dark frames, noise, and an empty sheet lying on a desk: the share read as "no digit" |
 | on_desk | a sheet lying on a darker desk, its edges in view, with an MNIST test digit or a font digit (pen 3-25 %) |
+| other_print | typefaces edgekit never trains on: STIX (serif: regular, bold, italic, bold italic) and Computer Modern (roman, bold, italic, sans, typewriter), the other fonts inside matplotlib's package, as drawn |
+| other_pen | the same faces redrawn along their centre line with a pen from 3 % (a ballpoint) to 25 % (a marker) of the height |
 
-The fonts are the ones the camera recipe may train on, so this is not the independent check (other typefaces and
-other people's handwriting are kept out of the repository for that); MNIST digits come from the test set only.
+The first kinds' fonts are the ones the camera recipe may train on, so they are not the independent check; the
+last two are a small one for print (other people's handwriting is kept out of the repository). MNIST digits come
+from the test set only. ``--kinds other_print,other_pen`` makes and reads only those kinds (each kind's frames are
+the same whichever others are made).
 
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
@@ -51,18 +55,24 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
-         "on_desk")  # a new kind goes last: each kind's frames come from its own index, so the others stay the same
+         "on_desk", "other_print", "other_pen")  # a new kind goes last: each kind's frames come from its own index
 STRIP = 4  # digits per multi frame
+# Typefaces inside matplotlib's package that edgekit never trains on (toolkit/fonts.py uses Hershey and DejaVu only).
+OTHER_FACES = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta", "cmr10", "cmb10", "cmti10",
+               "cmss10", "cmtt10")
 
 
-def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int) -> dict[str, list]:
+def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
+                kinds: tuple[str, ...] = KINDS) -> dict[str, list]:
     """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
     from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
     look = Look()
-    out: dict[str, list] = {k: [] for k in KINDS}
+    out: dict[str, list] = {k: [] for k in kinds}
     for k, kind in enumerate(KINDS):
+        if kind not in kinds:
+            continue
         rng = np.random.default_rng([seed, k])
         for i in range(per_kind):
             j = int(rng.integers(len(x_test)))
@@ -106,10 +116,30 @@ def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int
                     frame, _ = desk_frame(lambda sheet: shape_glyph(font_digit(label, rng, "any", width), rng,
                                                                     rng.uniform(0.3, 0.6) * sheet), rng)
                 out[kind].append((frame, label))
+            elif kind in ("other_print", "other_pen"):
+                digit, face = int(rng.integers(10)), OTHER_FACES[int(rng.integers(len(OTHER_FACES)))]
+                bitmap = other_bitmap(face, digit)
+                if kind == "other_pen":
+                    bitmap = pen(skeleton(bitmap), rng.uniform(0.03, 0.25))
+                out[kind].append((glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit))
             else:  # blank
                 frame = empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng)
                 out[kind].append((frame, None))
     return out
+
+
+def other_bitmap(face: str, digit: int) -> np.ndarray:
+    """``digit`` in one of OTHER_FACES (a .ttf inside matplotlib's package), uint8 coverage, tightly cropped."""
+    import matplotlib
+    from matplotlib.ft2font import FT2Font
+
+    font = FT2Font(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf"))
+    font.set_size(224, 72)  # digits are about 160 px tall
+    font.set_text(str(digit), 0.0)
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    a = np.asarray(font.get_image())
+    ys, xs = np.nonzero(a > 64)
+    return np.ascontiguousarray(a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
 
 
 def _mnist_big(digit: np.ndarray) -> np.ndarray:
@@ -239,12 +269,16 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
     ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
+    ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of frame to make, comma-separated (default: all)")
     args = ap.parse_args()
+    kinds = tuple(k for k in KINDS if k in args.kinds.split(","))
+    if unknown := set(args.kinds.split(",")) - set(KINDS):
+        ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
 
     with np.load(args.data) as d:
         x_test, y_test = d["x_test"], d["y_test"]
     t0 = time.perf_counter()
-    frames = make_frames(x_test, y_test, args.per_kind, args.seed)
+    frames = make_frames(x_test, y_test, args.per_kind, args.seed, kinds)
     print(f"made {sum(map(len, frames.values()))} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     comparison = None
     if args.old_preprocess:
@@ -269,7 +303,7 @@ def main() -> int:
 
     rows = []
     names = list(readers)
-    for kind in KINDS:
+    for kind in kinds:
         truths = [t for _, t in frames[kind]]
         row = {"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}}
         first = rights(kind, truths, readers[names[0]][kind])
@@ -290,7 +324,7 @@ def main() -> int:
     if len(names) > 1:
         print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
-              "per_kind": args.per_kind, "readers": names, "rows": rows,
+              "per_kind": args.per_kind, "kinds": list(kinds), "readers": names, "rows": rows,
               "opencv": cv2.__version__}
     if comparison is not None:
         result["preprocess_comparison"] = {"old_preprocess": args.old_preprocess, "rows": comparison}
