@@ -35,8 +35,12 @@ CANVAS = 160  # the digit is drawn about this many pixels tall, then resized
 
 
 def dejavu_path(face: str) -> Path:
-    """The .ttf of a DejaVu face inside matplotlib's package; raises FileNotFoundError when it is not there."""
+    """The .ttf of a DejaVu face inside matplotlib's package; raises FileNotFoundError when it is not there, and
+    ValueError for any other face (matplotlib's STIX and Computer Modern are kept for the independent check)."""
     import matplotlib
+
+    if face not in DEJAVU_FACES:
+        raise ValueError(f"{face} is not one of the DejaVu faces edgekit trains on: {', '.join(DEJAVU_FACES)}")
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf"
     if not path.is_file():

@@ -202,8 +202,21 @@ def test_fonts_come_from_matplotlibs_own_files_only():
         for digit in range(10):
             bitmap = fonts.dejavu_bitmap(face, digit)
             assert abs(bitmap.shape[0] - fonts.CANVAS) < 0.2 * fonts.CANVAS and bitmap.max() == 255
-    with pytest.raises(FileNotFoundError, match="matplotlib ships no"):
+    with pytest.raises(ValueError, match="not one of the DejaVu faces"):
         fonts.dejavu_path("Arial")
+
+
+def test_the_typefaces_kept_for_the_independent_check_are_refused(tmp_path, monkeypatch):
+    """matplotlib's package also holds STIX and Computer Modern, which benchmarks/camera.py draws as typefaces
+    edgekit never trains on: the renderer training uses refuses them although their files lie beside DejaVu's."""
+    root = fonts.dejavu_path("DejaVuSans").parent
+    for face in ("STIXGeneral", "STIXGeneralBol", "cmr10", "cmti10", "cmss10", "cmtt10"):
+        assert (root / f"{face}.ttf").is_file()
+        with pytest.raises(ValueError, match="not one of the DejaVu faces"):
+            fonts.dejavu_path(face)
+    monkeypatch.setattr(matplotlib, "get_data_path", lambda: str(tmp_path))  # a matplotlib without its fonts
+    with pytest.raises(FileNotFoundError, match="matplotlib ships no"):
+        fonts.dejavu_path("DejaVuSans")
 
 
 @pytest.mark.parametrize("family", ["hershey", "dejavu"])
