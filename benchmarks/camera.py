@@ -189,10 +189,8 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
     old = load_preprocess(old_file)
     clf = Classifier(model)
 
-    def read(images: list) -> str | None:
-        if not images:
-            return None
-        return "".join(str(clf._digits[int(p.argmax())]) for p in clf.probabilities(clf._inputs(images)))
+    def read(crops: list) -> str | None:
+        return "".join(str(p.digit) for p in clf.classify_crops(crops)) or None
 
     rows = []
     for kind, items in frames.items():
@@ -203,7 +201,7 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
             b = find_digits(frame, multi=kind == "multi")
             same_boxes = [c.box for c in a] == [c.box for c in b]
             same_crops = same_boxes and all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
-            ra, rb = read([c.image for c in a]), read([c.image for c in b])
+            ra, rb = read(a), read(b)
             if kind != "multi" and truth is not None:
                 row["read_right_old"] += ra == str(truth)
                 row["read_right_new"] += rb == str(truth)

@@ -31,7 +31,7 @@ from edgekit.runtime.bundled_model import bundled_model_path
 from edgekit.runtime.errors import DataError, ModelLoadError, first_line
 from edgekit.runtime.image_input import frame_region, prepare
 from edgekit.runtime.metadata import read_metadata
-from edgekit.runtime.preprocess import Box, find_digits
+from edgekit.runtime.preprocess import Box, DigitCrop, find_digits
 
 
 @dataclass(frozen=True)
@@ -173,18 +173,25 @@ class Classifier:
             except ValueError as e:
                 raise DataError(f"frame {k}: {e}") from None
             crops.append(found)
-        flat = [c for found in crops for c in found]
-        probs = self.probabilities(self._inputs([c.image for c in flat])) if flat else None
-        results, i = [], 0
+        read = iter(self.classify_crops([c for found in crops for c in found]))  # one batched inference
+        results = []
         for found in crops:
-            preds = []
-            for c in found:
-                p = probs[i]
-                k = int(p.argmax())
-                preds.append(Prediction(self._digits[k], float(p[k]), c.box, p))
-                i += 1
+            preds = [next(read) for _ in found]
             results.append(preds if multi else (preds[0] if preds else NO_DIGIT))
         return results[0] if single else results
+
+    def classify_crops(self, crops: Sequence[DigitCrop]) -> list[Prediction]:
+        """Digits already cut out (``preprocess.find_digits``' crops: a 28x28 uint8 image, ink bright on black, and
+        its box) -> one ``Prediction`` each, in one batched inference; [] for none."""
+        if self.contract.crop == "image":
+            raise DataError(f"{self.path.name} reads whole frames (its metadata's crop is 'image'), not digit crops")
+        if not crops:
+            return []
+        out = []
+        for c, p in zip(crops, self.probabilities(self._inputs([c.image for c in crops]))):
+            k = int(p.argmax())
+            out.append(Prediction(self._digits[k], float(p[k]), c.box, p))
+        return out
 
     def _classify_images(self, frames: list, roi: Box | None) -> list[Prediction]:
         """An ``image`` model: each whole frame (or its ROI) prepared by the contract, one batched inference."""

@@ -22,7 +22,7 @@ from edgekit.export.validate import validate
 from edgekit.runtime import Classifier
 from edgekit.runtime import contract as digit
 from edgekit.runtime.contract import InputContract
-from edgekit.runtime.errors import EXIT_BAD_INPUT, OptionsError
+from edgekit.runtime.errors import EXIT_BAD_INPUT, DataError, OptionsError
 from edgekit.runtime.image_input import prepare
 from edgekit.runtime.metadata import read_metadata
 from edgekit.toolkit.cli import app
@@ -213,6 +213,8 @@ def test_the_runtime_classifies_whole_frames_of_an_image_model(colour_digits, re
     assert p.to_dict()["label"] == p.label
     roi = clf.classify(big, roi=(10, 5, 40, 30))
     assert roi.box == (10, 5, 40, 30)
+    with pytest.raises(DataError, match="reads whole frames"):
+        clf.classify_crops([])  # digit crops mean nothing to an image model, even none
 
 
 def test_predict_prints_the_label_and_the_top_classes(colour_digits, rescaling_export):

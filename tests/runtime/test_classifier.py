@@ -77,6 +77,20 @@ def test_classify_gives_predictions(models, camera_frames):
     assert len(gray) == 3
 
 
+def test_classify_crops_reads_what_classify_reads(models, camera_frames):
+    """Crops cut by find_digits, read in one batch, give the predictions classify gives for their frames."""
+    from edgekit.runtime.preprocess import find_digits
+
+    clf = Classifier(models["int8.tflite"])
+    frames = [f for f, _, _ in camera_frames[:6]]
+    crops = [c for f in frames for c in find_digits(f)]
+    assert len(crops) == 6
+    got, want = clf.classify_crops(crops), clf.classify(frames)
+    assert [(p.digit, p.box) for p in got] == [(p.digit, p.box) for p in want]
+    np.testing.assert_array_equal(np.stack([p.probabilities for p in got]), np.stack([p.probabilities for p in want]))
+    assert clf.classify_crops([]) == []
+
+
 def test_bad_inputs_and_files(models, tmp_path):
     clf = Classifier(models["float32.onnx"])
     with pytest.raises(DataError, match=r"\(N, 28, 28, 1\)"):
