@@ -185,6 +185,15 @@ class Classifier:
         its box) -> one ``Prediction`` each, in one batched inference; [] for none."""
         if self.contract.crop == "image":
             raise DataError(f"{self.path.name} reads whole frames (its metadata's crop is 'image'), not digit crops")
+        if isinstance(crops, DigitCrop) or not isinstance(crops, Sequence):
+            raise DataError(f"classify_crops takes a list of DigitCrop (find_digits' result), "
+                            f"got {type(crops).__name__}")
+        for k, c in enumerate(crops):
+            image = getattr(c, "image", None)
+            if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape == self._item_shape[:2]):
+                size = "x".join(map(str, self._item_shape[:2]))
+                raise DataError(f"crop {k}: not a DigitCrop with a {size} uint8 image (find_digits makes them), "
+                                f"got {type(c).__name__}")
         if not crops:
             return []
         out = []

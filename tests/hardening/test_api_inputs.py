@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgekit.runtime.errors import EXIT_BAD_INPUT, DataError
-from edgekit.runtime.preprocess import frame_to_input
+from edgekit.runtime.preprocess import DigitCrop, frame_to_input
 
 from measured import check
 
@@ -50,6 +50,24 @@ def test_probabilities_refuses_bad_input_with_dataerror(clf, name):
     with pytest.raises(DataError) as e:
         clf.probabilities(BAD_INPUTS[name])
     assert "\n" not in str(e.value) and "model input" in str(e.value)
+
+
+BAD_CROPS = {
+    "one crop, not a list": lambda good: good,
+    "a bare image": lambda good: [good.image],
+    "a float image": lambda good: [DigitCrop(good.image.astype(np.float32), good.box)],
+    "a crop of the wrong size": lambda good: [DigitCrop(good.image[:20], good.box)],
+    "a string": lambda good: "0123",
+    "None": lambda good: None,
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CROPS))
+def test_classify_crops_refuses_what_is_not_a_crop_with_dataerror(clf, name):
+    good = DigitCrop(np.zeros((28, 28), np.uint8), (0, 0, 28, 28))
+    with pytest.raises(DataError) as e:
+        clf.classify_crops(BAD_CROPS[name](good))
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.numeric
