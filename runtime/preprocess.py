@@ -117,7 +117,8 @@ def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) 
         if x2 - x < 8 or y2 - y < 8:
             raise ValueError(f"region of interest {roi} lies outside the {gray.shape[1]}x{gray.shape[0]} frame")
         gray, ox, oy = gray[y:y2, x:x2], x, y
-    if max(gray.shape) <= CROP_SIZE:
+    crop = max(gray.shape) <= CROP_SIZE
+    if crop:
         # A digit-sized image is already a crop (MNIST's own digits reach its edges): pad it with paper.
         p = CROP_PAD
         gray = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_CONSTANT, value=int(np.median(gray)))
@@ -128,7 +129,7 @@ def find_digits(frame: np.ndarray, roi: Box | None = None, multi: bool = False) 
         small = cv2.resize(gray, (max(8, round(W * scale)), max(8, round(H * scale))), interpolation=cv2.INTER_AREA)
     else:
         small = gray
-    found = _ink(small)
+    found = _ink(small, blur=not crop)
     if found is None:
         return []
     (likely, local), ink, noise, gray = found
@@ -193,17 +194,21 @@ def _fragment(a: Candidate, b: Candidate) -> bool:
 # -- ink -------------------------------------------------------------------------------------------------
 
 
-def _ink(g: np.ndarray) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray], float, np.ndarray] | None:
+def _ink(g: np.ndarray, blur: bool = True
+         ) -> tuple[tuple[bool, bool], Callable[[bool], np.ndarray], float, np.ndarray] | None:
     """The ink polarity of a grayscale working image as two estimates (True: dark ink; the frame-wide one, the
-    likelier, first; the same one twice when it says dark ink), a function giving the uint8 ink strength (0 = paper) for a polarity, the sensor-noise
-    sigma and the image as the strengths were measured on (lightly blurred); None when it holds no ink at all."""
+    likelier, first; the same one twice when it says dark ink), a function giving the uint8 ink strength (0 = paper)
+    for a polarity, the sensor-noise sigma and the image as the strengths were measured on (lightly blurred, unless
+    ``blur`` is False: a digit-sized crop is as sharp as the model's input, and the blur would thicken its strokes by
+    a pixel); None when it holds no ink at all."""
     H, W = g.shape
     # Polarity and noise are measured at half size when the frame is big: the tails barely move, area
     # averaging halves white noise's sigma (so it is doubled back), and it costs a quarter.
     half = min(H, W) >= 128
     h = cv2.resize(g, (W // 2, H // 2), interpolation=cv2.INTER_AREA) if half else g
     noise = _noise_sigma(h) * (2.0 if half else 1.0)
-    g = cv2.GaussianBlur(g, (3, 3), 0)
+    if blur:
+        g = cv2.GaussianBlur(g, (3, 3), 0)
     if not half:
         h = g
     # Polarity: ink is the tail of (pixel - paper) that reaches furthest from zero. Two estimates of the paper

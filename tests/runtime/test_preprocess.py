@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -128,6 +129,22 @@ def test_crop_looks_like_mnist(camera_frames):
         cy, cx = (m.sum(1) @ np.arange(28)) / m.sum(), (m.sum(0) @ np.arange(28)) / m.sum()
         assert abs(cy - 13.5) < 1.5 and abs(cx - 13.5) < 1.5
         assert img[0].max() == 0 and img[:, 0].max() == 0 and img.max() == 255
+
+
+def _loops(image: np.ndarray) -> int:
+    """The number of holes in a digit's ink (> 127): an 8 has two, a 6 or a 9 one."""
+    _, hierarchy = cv2.findContours((image > 127).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    return 0 if hierarchy is None else int((hierarchy[0][:, 3] >= 0).sum())
+
+
+@pytest.mark.numeric
+def test_a_digit_sized_image_keeps_its_loops(mnist):
+    """A digit-sized image (``edgekit predict`` on a 28x28 file) is cut out without the light blur meant for a
+    camera's noise: at 28 px that blur thickens every stroke by a pixel and closes the small loops of 8s, 6s and
+    9s. The first 2,000 MNIST test images keep as many loops as they had in 1,827-1,869 of every 2,000 (the five
+    blocks of the test set), 1,715-1,758 with the blur; read right by five models, 2-22 more of the 10,000."""
+    kept = sum(bool(c := find_digits(img)) and _loops(c[0].image) == _loops(img) for img in mnist.x_test[:2000])
+    check("digit-sized MNIST images of 2,000 whose crop keeps their loops", kept, ">=", 1800)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
