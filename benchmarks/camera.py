@@ -33,6 +33,10 @@ and what was read (``confusions``: ``"7>9"``, ``"4>none"``). With two readers or
 gets the paired count on the same frames: how many only the first read right, and how many only it did
 (``-A/+B``).
 
+``--reader MODEL FILE`` reads with MODEL through another preprocess.py, listed first: the runtime and bundled model
+of an earlier commit against today's (``git show aa0ddaf:runtime/preprocess.py``, the last before issue 21, with
+``git show 265b49c:runtime/bundled/model_int8.tflite``, the bundled model then).
+
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
 its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
 differ, the smallest box IoU, the largest crop difference and the frames the first reader reads differently from
@@ -161,6 +165,15 @@ def read_in_process(model: str | None, frames: dict[str, list]) -> dict[str, lis
     return out
 
 
+def read_through(model: str, preprocess_file: str, frames: dict[str, list]) -> dict[str, list]:
+    """The same as ``read_in_process`` with another preprocess.py's ``find_digits`` (e.g. an earlier commit's)."""
+    sys.path.insert(0, str(HERE))
+    from runtime import load_preprocess, preprocessing  # benchmarks/runtime.py
+
+    with preprocessing(load_preprocess(preprocess_file).find_digits):
+        return read_in_process(model, frames)
+
+
 def read_with_cli(edgekit: str, frames: dict[str, list], folder: Path) -> dict[str, list]:
     """The same through another installation's ``edgekit predict --json`` on the frames saved as PNG."""
     out = {}
@@ -263,6 +276,8 @@ def main() -> int:
     ap.add_argument("--data", required=True, help="Keras-layout mnist.npz (its test set is drawn)")
     ap.add_argument("--model", action="append", default=[], help="a .tflite/.onnx to read with (repeatable; default: the bundled one)")
     ap.add_argument("--edgekit", action="append", default=[], help="another installation's edgekit command (repeatable)")
+    ap.add_argument("--reader", nargs=2, action="append", default=[], metavar=("MODEL", "PREPROCESS"),
+                    help="read with MODEL through another preprocess.py (repeatable; listed before the --model readers)")
     ap.add_argument("--per-kind", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
@@ -292,6 +307,8 @@ def main() -> int:
               f" {sum(r['crops_differ'] for r in comparison):13d} {min(r['min_iou'] for r in comparison):8.3f}"
               f" {max(r['max_crop_diff'] for r in comparison):14d} {sum(r['read_differs'] for r in comparison):13d}\n")
     readers: dict[str, dict] = {}
+    for model, preprocess_file in args.reader:
+        readers[f"{model} through {preprocess_file}"] = read_through(model, preprocess_file, frames)
     for model in args.model or [None]:
         readers[model or "bundled"] = read_in_process(model, frames)
     if args.edgekit:
