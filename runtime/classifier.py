@@ -173,7 +173,7 @@ class Classifier:
             except ValueError as e:
                 raise DataError(f"frame {k}: {e}") from None
             crops.append(found)
-        read = iter(self.classify_crops([c for found in crops for c in found]))  # one batched inference
+        read = iter(self._read_crops([c for found in crops for c in found]))  # one batched inference
         results = []
         for found in crops:
             preds = [next(read) for _ in found]
@@ -194,6 +194,10 @@ class Classifier:
                 size = "x".join(map(str, self._item_shape[:2]))
                 raise DataError(f"crop {k}: not a DigitCrop with a {size} uint8 image (find_digits makes them), "
                                 f"got {type(c).__name__}")
+        return self._read_crops(crops)
+
+    def _read_crops(self, crops: Sequence[DigitCrop]) -> list[Prediction]:
+        """``classify_crops`` without its checks, for find_digits' own crops (every frame's path)."""
         if not crops:
             return []
         out = []
