@@ -386,8 +386,8 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
-        parts.append([x, y, x + w, y + h, area, [i]])
-        own[i] = (x, y, w, h, area)
+        own[i] = (x, y, x + w, y + h, area)  # kept apart: merging grows the parts' lists in place
+        parts.append([*own[i], [i]])
     if not parts:
         return []
     # Merge pieces of one digit: boxes that overlap horizontally by half the narrower one's width.
@@ -441,14 +441,17 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         patch = cv2.convertScaleAbs(patch, alpha=255.0 / max(level, 1.0))  # rounded, saturated at 255
         return (xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start), patch
 
+    def cut_group(g: list) -> Candidate | None:
+        return cut(g[0], g[1], g[2] - g[0], g[3] - g[1], g[5])
+
     def without_failing_pieces(ids: list[int]) -> Candidate | None:
-        kept = [i for i in ids if cut(*own[i][:4], [i]) is not None]
+        kept = [i for i in ids if cut_group([*own[i], [i]]) is not None]
         if not kept or len(kept) == len(ids):
             return None
-        x, y = min(own[i][0] for i in kept), min(own[i][1] for i in kept)
-        w = max(own[i][0] + own[i][2] for i in kept) - x
-        h = max(own[i][1] + own[i][3] for i in kept) - y
-        return cut(x, y, w, h, kept) if plausible_shape(w, h, sum(own[i][4] for i in kept)) else None
+        g = [*own[kept[0]], [kept[0]]]
+        for i in kept[1:]:
+            _absorb(g, [*own[i], [i]])
+        return cut_group(g) if plausible_shape(g[2] - g[0], g[3] - g[1], g[4]) else None
 
     out = []
     for x, y, w, h, _, ids in chosen:
@@ -480,7 +483,7 @@ def _with_caps(groups: list[list], min_h: float) -> list[list]:
     one group, but a 5's bar often sits to the right of its stem, and without it a 5 reads as a 3 or an S."""
     bodies = [g for g in groups if g[3] - g[1] >= min_h]
     pieces = [p for p in groups if p[2] - p[0] >= CAP_WIDE * min_h]
-    if not bodies or len(pieces) < 2:
+    if not bodies or not pieces:
         return groups
     merged = set()
     for p in sorted(pieces, key=lambda p: p[4]):
