@@ -135,15 +135,10 @@ def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int
 def other_bitmap(face: str, digit: int) -> np.ndarray:
     """``digit`` in one of OTHER_FACES (a .ttf inside matplotlib's package), uint8 coverage, tightly cropped."""
     import matplotlib
-    from matplotlib.ft2font import FT2Font
 
-    font = FT2Font(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf"))
-    font.set_size(224, 72)  # digits are about 160 px tall
-    font.set_text(str(digit), 0.0)
-    font.draw_glyphs_to_bitmap(antialiased=True)
-    a = np.asarray(font.get_image())
-    ys, xs = np.nonzero(a > 64)
-    return np.ascontiguousarray(a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    from edgekit.toolkit.fonts import ttf_bitmap
+
+    return ttf_bitmap(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf", digit)
 
 
 def _mnist_big(digit: np.ndarray) -> np.ndarray:
@@ -167,8 +162,7 @@ def read_in_process(model: str | None, frames: dict[str, list]) -> dict[str, lis
 
 def read_through(model: str, preprocess_file: str, frames: dict[str, list]) -> dict[str, list]:
     """The same as ``read_in_process`` with another preprocess.py's ``find_digits`` (e.g. an earlier commit's)."""
-    sys.path.insert(0, str(HERE))
-    from runtime import load_preprocess, preprocessing  # benchmarks/runtime.py
+    from runtime import load_preprocess, preprocessing  # benchmarks/runtime.py (main puts this folder on the path)
 
     with preprocessing(load_preprocess(preprocess_file).find_digits):
         return read_in_process(model, frames)
@@ -293,9 +287,9 @@ def main() -> int:
     t0 = time.perf_counter()
     frames = make_frames(x_test, y_test, args.per_kind, args.seed, kinds)
     print(f"made {sum(map(len, frames.values()))} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    sys.path.insert(0, str(HERE))  # benchmarks/runtime.py, for --old-preprocess and --reader
     comparison = None
     if args.old_preprocess:
-        sys.path.insert(0, str(HERE))
         comparison = compare_preprocessing(args.old_preprocess, (args.model or [None])[0], frames)
         print(f"{'kind':15s} {'frames':>6s} {'boxes differ':>13s} {'crops differ':>13s} {'min IoU':>8s} {'max crop diff':>14s}"
               f" {'read differs':>13s} {'read right old':>15s} {'new':>5s}")

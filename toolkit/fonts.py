@@ -51,9 +51,15 @@ def dejavu_path(face: str) -> Path:
 @lru_cache(maxsize=None)
 def dejavu_bitmap(face: str, digit: int) -> np.ndarray:
     """``digit`` in a DejaVu face, uint8 coverage about CANVAS px tall, tightly cropped (cached: fonts are fixed)."""
+    return ttf_bitmap(dejavu_path(face), digit)
+
+
+def ttf_bitmap(path: Path, digit: int) -> np.ndarray:
+    """``digit`` in the TrueType face at ``path``, uint8 coverage about CANVAS px tall, tightly cropped. Training
+    draws only DejaVu's (``dejavu_bitmap``); benchmarks/camera.py draws the faces kept for the independent check."""
     from matplotlib.ft2font import FT2Font
 
-    font = FT2Font(str(dejavu_path(face)))
+    font = FT2Font(str(path))
     font.set_size(CANVAS * 1.4, 72)  # digits are ~0.73 em tall in DejaVu
     font.set_text(str(int(digit)), 0.0)
     font.draw_glyphs_to_bitmap(antialiased=True)
