@@ -37,6 +37,12 @@ gets the paired count on the same frames: how many only the first read right, an
 of an earlier commit against today's (``git show aa0ddaf:runtime/preprocess.py``, the last before issue 21, with
 ``git show 265b49c:runtime/bundled/model_int8.tflite``, the bundled model then).
 
+``--each-digit-once`` draws the MNIST test digits without replacement (a seeded order of the test set, so no digit
+is drawn twice in a kind; the frames' looks are the same as without it): ``--per-kind 10000 --kinds
+mnist_paper,thin_pen`` reads every test digit once through the camera, a row as exact as the test set allows.
+
+Frames are made and read 250 at a time, so memory stays near 0.5 GB whatever ``--per-kind`` is.
+
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
 its ``find_digits`` and this checkout's on every frame and counts, per kind, the frames whose boxes or 28x28 crops
 differ, the smallest box IoU, the largest crop difference and the frames the first reader reads differently from
@@ -46,12 +52,14 @@ the two crops (issue 25: a faster preprocessing must find the same digits and bo
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -61,75 +69,79 @@ HERE = Path(__file__).resolve().parent
 KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
          "on_desk", "other_print", "other_pen")  # a new kind goes last: each kind's frames come from its own index
 STRIP = 4  # digits per multi frame
+CHUNK = 250  # frames made and read at a time
 # Typefaces inside matplotlib's package that edgekit never trains on (toolkit/fonts.py uses Hershey and DejaVu only).
 OTHER_FACES = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta", "cmr10", "cmb10", "cmti10",
                "cmss10", "cmtt10")
 
 
-def make_frames(x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
-                kinds: tuple[str, ...] = KINDS) -> dict[str, list]:
-    """{kind: [(frame, truth)]}: truth is a digit, a string of digits (multi) or None (blank)."""
+def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
+                once: bool = False) -> Iterator[tuple[np.ndarray, object]]:
+    """One kind's frames, (frame, truth) one at a time: truth is a digit, a string of digits (multi) or None
+    (blank). Each kind draws from its own generator, so its frames are the same whichever other kinds are made.
+    ``once``: MNIST test digits are taken without replacement (a seeded order of the test set; a row of
+    ``multi`` takes four), so no digit is drawn twice; the frames' looks are the same as without it."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
     from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
     look = Look()
-    out: dict[str, list] = {k: [] for k in kinds}
-    for k, kind in enumerate(KINDS):
-        if kind not in kinds:
-            continue
-        rng = np.random.default_rng([seed, k])
-        for i in range(per_kind):
-            j = int(rng.integers(len(x_test)))
-            height = rng.uniform(*look.digit_height) * look.size[1] * 20 / 28
-            if kind == "mnist_paper":
-                frame, _ = camera_frame(x_test[j], rng, Look(light_on_dark=0.0))
-                out[kind].append((frame, int(y_test[j])))
-            elif kind in ("thin_pen", "bold_marker"):
-                width = rng.uniform(0.02, 0.05) if kind == "thin_pen" else rng.uniform(0.12, 0.25)
-                if kind == "bold_marker" and i % 2:
-                    label = int(rng.integers(10))
-                    bitmap = font_digit(label, rng, "any", width)
-                else:
-                    label, bitmap = int(y_test[j]), pen(skeleton(_mnist_big(x_test[j])), width)
-                glyph = shape_glyph(bitmap, rng, height, rotation=8.0, shear=0.15, aspect=(0.9, 1.1))
-                out[kind].append((glyph_frame(glyph, rng, Look(light_on_dark=0.0))[0], label))
-            elif kind in ("hershey_print", "dejavu_print"):
+    k = KINDS.index(kind)
+    rng = np.random.default_rng([seed, k])
+    order = np.random.default_rng([seed, k, 1]).permutation(len(x_test)) if once else None
+    for i in range(per_kind):
+        j = int(rng.integers(len(x_test)))
+        if order is not None:
+            j = int(order[i])
+        height = rng.uniform(*look.digit_height) * look.size[1] * 20 / 28
+        if kind == "mnist_paper":
+            frame, _ = camera_frame(x_test[j], rng, Look(light_on_dark=0.0))
+            yield frame, int(y_test[j])
+        elif kind in ("thin_pen", "bold_marker"):
+            width = rng.uniform(0.02, 0.05) if kind == "thin_pen" else rng.uniform(0.12, 0.25)
+            if kind == "bold_marker" and i % 2:
+                label = int(rng.integers(10))
+                bitmap = font_digit(label, rng, "any", width)
+            else:
+                label, bitmap = int(y_test[j]), pen(skeleton(_mnist_big(x_test[j])), width)
+            glyph = shape_glyph(bitmap, rng, height, rotation=8.0, shear=0.15, aspect=(0.9, 1.1))
+            yield glyph_frame(glyph, rng, Look(light_on_dark=0.0))[0], label
+        elif kind in ("hershey_print", "dejavu_print"):
+            digit = int(rng.integers(10))
+            bitmap = font_digit(digit, rng, kind.split("_")[0], None)
+            yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
+        elif kind == "light_on_dark":
+            chalk = Look(light_on_dark=1.0)
+            if i % 3 == 0:
+                yield camera_frame(x_test[j], rng, chalk)[0], int(y_test[j])
+            else:
                 digit = int(rng.integers(10))
-                bitmap = font_digit(digit, rng, kind.split("_")[0], None)
-                out[kind].append((glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit))
-            elif kind == "light_on_dark":
-                chalk = Look(light_on_dark=1.0)
-                if i % 3 == 0:
-                    out[kind].append((camera_frame(x_test[j], rng, chalk)[0], int(y_test[j])))
-                else:
-                    digit = int(rng.integers(10))
-                    width = rng.uniform(0.03, 0.22) if i % 3 == 1 else None
-                    glyph = shape_glyph(font_digit(digit, rng, "any", width), rng, height)
-                    out[kind].append((glyph_frame(glyph, rng, chalk)[0], digit))
-            elif kind == "multi":
-                idx = rng.choice(len(x_test), STRIP, replace=False)
-                frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
-                out[kind].append((frame, "".join(str(int(d)) for d in y_test[idx])))
-            elif kind == "on_desk":
-                if i % 2:
-                    label = int(y_test[j])
-                    frame, _ = desk_frame(lambda sheet: scaled_glyph(x_test[j], rng.uniform(0.3, 0.6) * sheet,
-                                                                     rng.uniform(-8, 8)), rng)
-                else:
-                    label, width = int(rng.integers(10)), rng.uniform(0.03, 0.25)
-                    frame, _ = desk_frame(lambda sheet: shape_glyph(font_digit(label, rng, "any", width), rng,
-                                                                    rng.uniform(0.3, 0.6) * sheet), rng)
-                out[kind].append((frame, label))
-            elif kind in ("other_print", "other_pen"):
-                digit, face = int(rng.integers(10)), OTHER_FACES[int(rng.integers(len(OTHER_FACES)))]
-                bitmap = other_bitmap(face, digit)
-                if kind == "other_pen":
-                    bitmap = pen(skeleton(bitmap), rng.uniform(0.03, 0.25))
-                out[kind].append((glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit))
-            else:  # blank
-                frame = empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng)
-                out[kind].append((frame, None))
-    return out
+                width = rng.uniform(0.03, 0.22) if i % 3 == 1 else None
+                glyph = shape_glyph(font_digit(digit, rng, "any", width), rng, height)
+                yield glyph_frame(glyph, rng, chalk)[0], digit
+        elif kind == "multi":
+            idx = rng.choice(len(x_test), STRIP, replace=False)
+            if order is not None:
+                idx = order[STRIP * i : STRIP * (i + 1)]
+            frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
+            yield frame, "".join(str(int(d)) for d in y_test[idx])
+        elif kind == "on_desk":
+            if i % 2:
+                label = int(y_test[j])
+                frame, _ = desk_frame(lambda sheet: scaled_glyph(x_test[j], rng.uniform(0.3, 0.6) * sheet,
+                                                                 rng.uniform(-8, 8)), rng)
+            else:
+                label, width = int(rng.integers(10)), rng.uniform(0.03, 0.25)
+                frame, _ = desk_frame(lambda sheet: shape_glyph(font_digit(label, rng, "any", width), rng,
+                                                                rng.uniform(0.3, 0.6) * sheet), rng)
+            yield frame, label
+        elif kind in ("other_print", "other_pen"):
+            digit, face = int(rng.integers(10)), OTHER_FACES[int(rng.integers(len(OTHER_FACES)))]
+            bitmap = other_bitmap(face, digit)
+            if kind == "other_pen":
+                bitmap = pen(skeleton(bitmap), rng.uniform(0.03, 0.25))
+            yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
+        else:  # blank
+            yield empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng), None
 
 
 def other_bitmap(face: str, digit: int) -> np.ndarray:
@@ -146,47 +158,58 @@ def _mnist_big(digit: np.ndarray) -> np.ndarray:
     return cv2.resize(digit, (160, 160), interpolation=cv2.INTER_CUBIC)
 
 
-def read_in_process(model: str | None, frames: dict[str, list]) -> dict[str, list]:
-    """{kind: [what the model read]}: a digit, a string (multi) or None, through this checkout's runtime."""
+Reader = Callable[[str, list], list]  # (kind, [(frame, truth)]) -> what was read, frame by frame
+
+
+def in_process_reader(model: str | None) -> Reader:
+    """A reader through this checkout's runtime: per frame a digit, a string (multi) or None."""
     from edgekit.runtime import Classifier
 
     clf = Classifier(model)
-    out = {}
-    for kind, items in frames.items():
+
+    def read(kind: str, items: list) -> list:
         if kind == "multi":
-            out[kind] = ["".join(str(p.digit) for p in clf.classify(f, multi=True)) or None for f, _ in items]
-        else:
-            out[kind] = [clf.classify(f).digit for f, _ in items]
-    return out
+            return ["".join(str(p.digit) for p in clf.classify(f, multi=True)) or None for f, _ in items]
+        return [clf.classify(f).digit for f, _ in items]
+
+    return read
 
 
-def read_through(model: str, preprocess_file: str, frames: dict[str, list]) -> dict[str, list]:
-    """The same as ``read_in_process`` with another preprocess.py's ``find_digits`` (e.g. an earlier commit's)."""
+def through_reader(model: str, preprocess_file: str) -> Reader:
+    """The same as ``in_process_reader`` with another preprocess.py's ``find_digits`` (e.g. an earlier commit's)."""
     from runtime import load_preprocess, preprocessing  # benchmarks/runtime.py (main puts this folder on the path)
 
-    with preprocessing(load_preprocess(preprocess_file).find_digits):
-        return read_in_process(model, frames)
+    find_digits, read_frames = load_preprocess(preprocess_file).find_digits, in_process_reader(model)
+
+    def read(kind: str, items: list) -> list:
+        with preprocessing(find_digits):
+            return read_frames(kind, items)
+
+    return read
 
 
-def read_with_cli(edgekit: str, frames: dict[str, list], folder: Path) -> dict[str, list]:
-    """The same through another installation's ``edgekit predict --json`` on the frames saved as PNG."""
-    out = {}
-    for kind, items in frames.items():
+def cli_reader(edgekit: str, folder: Path) -> Reader:
+    """The same through another installation's ``edgekit predict --json`` on the frames saved as PNG (removed
+    after each chunk)."""
+    def read(kind: str, items: list) -> list:
         paths = []
         for i, (frame, _) in enumerate(items):
-            path = folder / f"{kind}-{i:04d}.png"
-            if not path.exists():
-                cv2.imwrite(str(path), frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            path = folder / f"{kind}-{i:05d}.png"
+            cv2.imwrite(str(path), frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
             paths.append(str(path))
         cmd = [edgekit, "predict", "--json", *(["--multi"] if kind == "multi" else []), *paths]
         lines = subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+        for path in paths:
+            Path(path).unlink()
         got = {r["path"]: r["digit"] for r in map(json.loads, lines)}
-        out[kind] = [None if got.get(p) is None else (str(got[p]) if kind == "multi" else int(got[p])) for p in paths]
-    return out
+        return [None if got.get(p) is None else (str(got[p]) if kind == "multi" else int(got[p])) for p in paths]
+
+    return read
 
 
-def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, list]) -> list[dict]:
-    """Per kind: how this checkout's find_digits differs from ``old_file``'s on the same frames."""
+def preprocessing_comparer(old_file: str, model: str | None) -> Callable[[dict, list, int], None]:
+    """Adds one chunk of a kind's frames (the first at frame ``start``) to that kind's row: how this checkout's
+    find_digits differs from ``old_file``'s on them (``comparison_row`` starts a row)."""
     from runtime import load_preprocess  # benchmarks/runtime.py
 
     from edgekit.runtime import Classifier
@@ -199,11 +222,10 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
     def read(crops: list) -> str | None:
         return "".join(str(p.digit) for p in clf.classify_crops(crops)) or None
 
-    rows = []
-    for kind, items in frames.items():
-        row = {"kind": kind, "frames": len(items), "boxes_differ": 0, "crops_differ": 0, "min_iou": 1.0,
-               "max_crop_diff": 0, "read_differs": 0, "read_right_old": 0, "read_right_new": 0, "changed": []}
-        for i, (frame, truth) in enumerate(items):
+    def compare(row: dict, items: list, start: int) -> None:
+        kind = row["kind"]
+        row["frames"] += len(items)
+        for i, (frame, truth) in enumerate(items, start):
             a = old.find_digits(frame, multi=kind == "multi")
             b = find_digits(frame, multi=kind == "multi")
             same_boxes = [c.box for c in a] == [c.box for c in b]
@@ -227,8 +249,13 @@ def compare_preprocessing(old_file: str, model: str | None, frames: dict[str, li
             row["read_differs"] += ra != rb
             row["changed"].append({"frame": i, "old": [c.box for c in a], "new": [c.box for c in b], "read_old": ra, "read_new": rb,
                                    "truth": truth})
-        rows.append(row)
-    return rows
+
+    return compare
+
+
+def comparison_row(kind: str) -> dict:
+    return {"kind": kind, "frames": 0, "boxes_differ": 0, "crops_differ": 0, "min_iou": 1.0, "max_crop_diff": 0,
+            "read_differs": 0, "read_right_old": 0, "read_right_new": 0, "changed": []}
 
 
 def rights(kind: str, truths: list, reads: list) -> list[bool]:
@@ -277,6 +304,8 @@ def main() -> int:
     ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
     ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
     ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of frame to make, comma-separated (default: all)")
+    ap.add_argument("--each-digit-once", action="store_true",
+                    help="draw MNIST test digits without replacement (no digit twice in a kind; --per-kind up to 10,000)")
     args = ap.parse_args()
     kinds = tuple(k for k in KINDS if k in args.kinds.split(","))
     if unknown := set(args.kinds.split(",")) - set(KINDS):
@@ -284,13 +313,45 @@ def main() -> int:
 
     with np.load(args.data) as d:
         x_test, y_test = d["x_test"], d["y_test"]
-    t0 = time.perf_counter()
-    frames = make_frames(x_test, y_test, args.per_kind, args.seed, kinds)
-    print(f"made {sum(map(len, frames.values()))} frames in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    if args.each_digit_once and args.per_kind * (STRIP if "multi" in kinds else 1) > len(x_test):
+        ap.error(f"--each-digit-once draws each of the {len(x_test)} test digits at most once a kind: --per-kind at "
+                 f"most {len(x_test) // (STRIP if 'multi' in kinds else 1)}")
     sys.path.insert(0, str(HERE))  # benchmarks/runtime.py, for --old-preprocess and --reader
-    comparison = None
-    if args.old_preprocess:
-        comparison = compare_preprocessing(args.old_preprocess, (args.model or [None])[0], frames)
+    readers: dict[str, Reader] = {}
+    for model, preprocess_file in args.reader:
+        readers[f"{model} through {preprocess_file}"] = through_reader(model, preprocess_file)
+    for model in args.model or [None]:
+        readers[model or "bundled"] = in_process_reader(model)
+    tmp = tempfile.TemporaryDirectory()
+    for binary in args.edgekit:
+        readers[f"{binary} (its bundled model)"] = cli_reader(binary, Path(tmp.name))
+    compare = preprocessing_comparer(args.old_preprocess, (args.model or [None])[0]) if args.old_preprocess else None
+    # Frames are made and read a chunk at a time: at 0.9 MB a frame, 1,500 of eleven kinds would hold 15 GB.
+    reads: dict[str, dict[str, list]] = {name: {} for name in readers}
+    truths: dict[str, list] = {}
+    comparison = [comparison_row(kind) for kind in kinds] if compare else None
+    making = reading = 0.0
+    with tmp:
+        for n, kind in enumerate(kinds):
+            truths[kind] = []
+            for name in readers:
+                reads[name][kind] = []
+            stream = kind_frames(kind, x_test, y_test, args.per_kind, args.seed, args.each_digit_once)
+            while True:
+                t0 = time.perf_counter()
+                chunk = list(itertools.islice(stream, CHUNK))
+                making += time.perf_counter() - t0
+                if not chunk:
+                    break
+                t0 = time.perf_counter()
+                for name, read in readers.items():
+                    reads[name][kind] += read(kind, chunk)
+                if compare:
+                    compare(comparison[n], chunk, len(truths[kind]))
+                reading += time.perf_counter() - t0
+                truths[kind] += [t for _, t in chunk]
+    print(f"made {sum(map(len, truths.values()))} frames in {making:.0f} s, read them in {reading:.0f} s", file=sys.stderr)
+    if comparison is not None:
         print(f"{'kind':15s} {'frames':>6s} {'boxes differ':>13s} {'crops differ':>13s} {'min IoU':>8s} {'max crop diff':>14s}"
               f" {'read differs':>13s} {'read right old':>15s} {'new':>5s}")
         for r in comparison:
@@ -300,24 +361,14 @@ def main() -> int:
         print(f"{'all':15s} {sum(r['frames'] for r in comparison):6d} {sum(r['boxes_differ'] for r in comparison):13d}"
               f" {sum(r['crops_differ'] for r in comparison):13d} {min(r['min_iou'] for r in comparison):8.3f}"
               f" {max(r['max_crop_diff'] for r in comparison):14d} {sum(r['read_differs'] for r in comparison):13d}\n")
-    readers: dict[str, dict] = {}
-    for model, preprocess_file in args.reader:
-        readers[f"{model} through {preprocess_file}"] = read_through(model, preprocess_file, frames)
-    for model in args.model or [None]:
-        readers[model or "bundled"] = read_in_process(model, frames)
-    if args.edgekit:
-        with tempfile.TemporaryDirectory() as tmp:
-            for binary in args.edgekit:
-                readers[f"{binary} (its bundled model)"] = read_with_cli(binary, frames, Path(tmp))
 
     rows = []
     names = list(readers)
     for kind in kinds:
-        truths = [t for _, t in frames[kind]]
-        row = {"kind": kind, **{name: score(kind, truths, reads[kind]) for name, reads in readers.items()}}
-        first = rights(kind, truths, readers[names[0]][kind])
+        row = {"kind": kind, **{name: score(kind, truths[kind], reads[name][kind]) for name in names}}
+        first = rights(kind, truths[kind], reads[names[0]][kind])
         for name in names[1:]:
-            this = rights(kind, truths, readers[name][kind])
+            this = rights(kind, truths[kind], reads[name][kind])
             row[name]["only_first_right"] = sum(a and not b for a, b in zip(first, this))
             row[name]["only_this_right"] = sum(b and not a for a, b in zip(first, this))
         rows.append(row)
@@ -333,8 +384,8 @@ def main() -> int:
     if len(names) > 1:
         print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
-              "per_kind": args.per_kind, "kinds": list(kinds), "readers": names, "rows": rows,
-              "opencv": cv2.__version__}
+              "per_kind": args.per_kind, **({"each_digit_once": True} if args.each_digit_once else {}),
+              "kinds": list(kinds), "readers": names, "rows": rows, "opencv": cv2.__version__}
     if comparison is not None:
         result["preprocess_comparison"] = {"old_preprocess": args.old_preprocess, "rows": comparison}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
