@@ -27,7 +27,8 @@ the same whichever others are made).
 
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
-bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table, writes
+bundled model) through ``BIN predict --json`` on the same frames saved as PNG. Prints one table (a kind that
+draws both MNIST and font digits also apart, as ``by_source``), writes
 benchmarks/results/camera.json (or ``--json``), where each reader's row also counts its errors by what was drawn
 and what was read (``confusions``: ``"7>9"``, ``"4>none"``). With two readers or more, each after the first also
 gets the paired count on the same frames: how many only the first read right, and how many only it did
@@ -269,12 +270,23 @@ def rights(kind: str, truths: list, reads: list) -> list[bool]:
     return [r is None if kind == "blank" else r == t for r, t in zip(reads, truths)]
 
 
+# Kinds that draw both MNIST digits and font digits: which one frame i holds (kind_frames' alternation).
+SOURCE = {"bold_marker": lambda i: "font" if i % 2 else "mnist",
+          "light_on_dark": lambda i: "font" if i % 3 else "mnist",
+          "on_desk": lambda i: "mnist" if i % 2 else "font"}
+
+
 def score(kind: str, truths: list, reads: list) -> dict:
     n = len(truths)
     if kind == "blank":
         return {"frames": n, "no_digit": sum(r is None for r in reads) / n}
     row = {"frames": n, "accuracy": sum(r == t for r, t in zip(reads, truths)) / n,
            "no_digit": sum(r is None for r in reads) / n}
+    if kind in SOURCE:
+        right: dict[str, list[bool]] = {}
+        for i, (r, t) in enumerate(zip(reads, truths)):
+            right.setdefault(SOURCE[kind](i), []).append(r == t)
+        row["by_source"] = {src: {"frames": len(v), "accuracy": sum(v) / len(v)} for src, v in sorted(right.items())}
     if kind == "multi":
         digits = sum(sum(a == b for a, b in zip(r or "", t)) for r, t in zip(reads, truths))
         row["digit_accuracy"] = digits / (n * STRIP)
@@ -387,6 +399,9 @@ def main() -> int:
             cells.append(f"{'no digit' if r['kind'] == 'blank' else 'read right'} "
                          f"{s['no_digit' if r['kind'] == 'blank' else 'accuracy']:7.1%}{paired}".rjust(28))
         print(f"{r['kind']:15s} {r[names[0]]['frames']:6d}  " + "  ".join(cells))
+        for src, part in r[names[0]].get("by_source", {}).items():  # a mixed kind's MNIST and font digits apart
+            cells = [f"{src} {r[n]['by_source'][src]['accuracy']:7.1%}".rjust(28) for n in names]
+            print(f"{'':15s} {part['frames']:6d}  " + "  ".join(cells))
     if len(names) > 1:
         print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
