@@ -35,7 +35,9 @@ CHUNK = 500  # crops drawn from one seeded generator
 FONT_SHARE = 0.5  # of the crops, the share drawn from fonts (the rest from MNIST digits)
 PEN_SHARE = 0.6  # of the font crops, the share redrawn with a pen (the rest: the face's own outline)
 MNIST_PEN_SHARE = 0.5  # of the MNIST crops, the share redrawn with a pen (the rest: their own stroke, changed)
-MNIST_PEN = (0.02, 0.25)  # the pen's width for MNIST digits, a fraction of the height: a ballpoint to a marker
+# The pen's width for MNIST digits, a ballpoint to a marker: a fraction of PEN_CANVAS, which the enlarged 28x28
+# image's digit fills about 0.7 of, so 2.7-33 % of the digit's own height (the bundled model was trained so).
+MNIST_PEN = (0.02, 0.25)
 PEN_CANVAS = 160  # px: an MNIST digit is enlarged to this before its centre line is found
 LOOK = Look(size=(320, 240), digit_height=(0.25, 0.85), light_on_dark=0.2)
 MIN_COVER = 0.8  # a crop is kept when its box and the drawn digit's box overlap this much (IoU)
