@@ -74,6 +74,11 @@ CHUNK = 250  # frames made and read at a time
 # Typefaces inside matplotlib's package that edgekit never trains on (toolkit/fonts.py uses Hershey and DejaVu only).
 OTHER_FACES = ("STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta", "cmr10", "cmb10", "cmti10",
                "cmss10", "cmtt10")
+# Kinds that draw both MNIST digits and font digits: which one frame i holds (kind_frames draws by it, score
+# reports each apart).
+SOURCE = {"bold_marker": lambda i: "font" if i % 2 else "mnist",
+          "light_on_dark": lambda i: "font" if i % 3 else "mnist",
+          "on_desk": lambda i: "mnist" if i % 2 else "font"}
 
 
 def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
@@ -99,7 +104,7 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
             yield frame, int(y_test[j])
         elif kind in ("thin_pen", "bold_marker"):
             width = rng.uniform(0.02, 0.05) if kind == "thin_pen" else rng.uniform(0.12, 0.25)
-            if kind == "bold_marker" and i % 2:
+            if kind == "bold_marker" and SOURCE[kind](i) == "font":
                 label = int(rng.integers(10))
                 bitmap = font_digit(label, rng, "any", width)
             else:
@@ -112,11 +117,11 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
             yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
         elif kind == "light_on_dark":
             chalk = Look(light_on_dark=1.0)
-            if i % 3 == 0:
+            if SOURCE[kind](i) == "mnist":
                 yield camera_frame(x_test[j], rng, chalk)[0], int(y_test[j])
             else:
                 digit = int(rng.integers(10))
-                width = rng.uniform(0.03, 0.22) if i % 3 == 1 else None
+                width = rng.uniform(0.03, 0.22) if i % 3 == 1 else None  # font digits: with a pen or as drawn
                 glyph = shape_glyph(font_digit(digit, rng, "any", width), rng, height)
                 yield glyph_frame(glyph, rng, chalk)[0], digit
         elif kind == "multi":
@@ -126,7 +131,7 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
             frame, _ = digit_strip(x_test[idx], rng, Look(light_on_dark=0.0))
             yield frame, "".join(str(int(d)) for d in y_test[idx])
         elif kind == "on_desk":
-            if i % 2:
+            if SOURCE[kind](i) == "mnist":
                 label = int(y_test[j])
                 frame, _ = desk_frame(lambda sheet: scaled_glyph(x_test[j], rng.uniform(0.3, 0.6) * sheet,
                                                                  rng.uniform(-8, 8)), rng)
@@ -159,8 +164,9 @@ def _mnist_big(digit: np.ndarray) -> np.ndarray:
     font's bitmap, so that ``pen``'s width (a fraction of the bitmap's height) is as wide against the digit as
     against a font's: enlarged with its empty margin, an MNIST digit is about 0.7 of the bitmap, and a pen of 25 %
     drew a stroke a third of the digit's height."""
-    ys, xs = np.nonzero(digit > 64)
-    ink = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    from edgekit.toolkit.fonts import _tight  # a font bitmap's own cut
+
+    ink = _tight(digit)
     h, w = ink.shape
     return cv2.resize(ink, (max(1, round(w * 160 / h)), 160), interpolation=cv2.INTER_CUBIC)
 
@@ -268,12 +274,6 @@ def comparison_row(kind: str) -> dict:
 def rights(kind: str, truths: list, reads: list) -> list[bool]:
     """Per frame, whether the read is right: the digit (or row), or "no digit" on a blank frame."""
     return [r is None if kind == "blank" else r == t for r, t in zip(reads, truths)]
-
-
-# Kinds that draw both MNIST digits and font digits: which one frame i holds (kind_frames' alternation).
-SOURCE = {"bold_marker": lambda i: "font" if i % 2 else "mnist",
-          "light_on_dark": lambda i: "font" if i % 3 else "mnist",
-          "on_desk": lambda i: "mnist" if i % 2 else "font"}
 
 
 def score(kind: str, truths: list, reads: list) -> dict:
