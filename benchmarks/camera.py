@@ -164,9 +164,9 @@ def _mnist_big(digit: np.ndarray) -> np.ndarray:
     font's bitmap, so that ``pen``'s width (a fraction of the bitmap's height) is as wide against the digit as
     against a font's: enlarged with its empty margin, an MNIST digit is about 0.7 of the bitmap, and a pen of 25 %
     drew a stroke a third of the digit's height."""
-    from edgekit.toolkit.fonts import _tight  # a font bitmap's own cut
+    from edgekit.toolkit.fonts import tight  # a font bitmap's own cut
 
-    ink = _tight(digit)
+    ink = tight(digit)
     h, w = ink.shape
     return cv2.resize(ink, (max(1, round(w * 160 / h)), 160), interpolation=cv2.INTER_CUBIC)
 

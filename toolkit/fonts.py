@@ -63,7 +63,7 @@ def ttf_bitmap(path: Path, digit: int) -> np.ndarray:
     font.set_size(CANVAS * 1.4, 72)  # digits are ~0.73 em tall in DejaVu
     font.set_text(str(int(digit)), 0.0)
     font.draw_glyphs_to_bitmap(antialiased=True)
-    return _tight(np.asarray(font.get_image()))
+    return tight(np.asarray(font.get_image()))
 
 
 @lru_cache(maxsize=None)
@@ -73,10 +73,11 @@ def hershey_bitmap(digit: int, font: int, italic: bool, thickness: int) -> np.nd
     face = font | (cv2.FONT_ITALIC if italic else 0)
     scale = cv2.getFontScaleFromHeight(face, CANVAS, thickness)
     cv2.putText(canvas, str(int(digit)), (CANVAS // 2, CANVAS * 3 // 2), face, scale, 255, thickness, cv2.LINE_AA)
-    return _tight(canvas)
+    return tight(canvas)
 
 
-def _tight(a: np.ndarray) -> np.ndarray:
+def tight(a: np.ndarray) -> np.ndarray:
+    """A uint8 glyph cut to its ink (coverage above 64), as every bitmap here is kept."""
     ys, xs = np.nonzero(a > 64)
     if not len(ys):
         raise ValueError("the font drew nothing")
@@ -123,7 +124,7 @@ def pen(line: np.ndarray, fraction: float) -> np.ndarray:
     r = d // 2
     pad = cv2.copyMakeBorder(line, r + 1, r + 1, r + 1, r + 1, cv2.BORDER_CONSTANT, value=0)
     drawn = cv2.dilate(pad, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) if r else pad
-    return _tight(cv2.GaussianBlur(drawn, (3, 3), 0))
+    return tight(cv2.GaussianBlur(drawn, (3, 3), 0))
 
 
 def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke: float | None = None) -> np.ndarray:
@@ -160,7 +161,7 @@ def shape_glyph(bitmap: np.ndarray, rng: np.random.Generator, height: float, rot
     m = cv2.getRotationMatrix2D((c, c), rng.uniform(-rotation, rotation), 1.0)
     m = m @ np.array([[rng.uniform(*aspect), rng.uniform(-shear, shear), 0], [0, 1, 0], [0, 0, 1]], np.float64)
     m[:, 2] += np.array([c, c]) - m[:, :2] @ np.array([c, c])
-    ink = _tight(cv2.warpAffine(canvas, m, (side, side), flags=cv2.INTER_LINEAR)).astype(np.float32) / 255.0
+    ink = tight(cv2.warpAffine(canvas, m, (side, side), flags=cv2.INTER_LINEAR)).astype(np.float32) / 255.0
     s = height / ink.shape[0]
     size = (max(2, round(ink.shape[1] * s)), max(2, round(ink.shape[0] * s)))
     return np.clip(cv2.resize(ink, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR), 0, 1)
