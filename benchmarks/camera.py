@@ -42,6 +42,10 @@ of an earlier commit against today's (``git show aa0ddaf:runtime/preprocess.py``
 is drawn twice in a kind; the frames' looks are the same as without it): ``--per-kind 10000 --kinds
 mnist_paper,thin_pen`` reads every test digit once through the camera, a row as exact as the test set allows.
 
+``--faces FONT...`` (.ttf/.otf files, or folders holding them) makes other_print and other_pen draw those faces in
+turn instead of matplotlib's, and reports each face apart: a machine's own print or handwriting typefaces, e.g.
+Debian's ``fonts-urw-base35`` or ``fonts-comic-neue``, a check as independent as the faces are of DejaVu and Hershey.
+
 Frames are made and read 250 at a time, so memory stays near 0.5 GB whatever ``--per-kind`` is.
 
 ``--old-preprocess FILE`` (another preprocess.py, e.g. ``git show main:runtime/preprocess.py > old.py``) runs
@@ -82,12 +86,13 @@ SOURCE = {"bold_marker": lambda i: "font" if i % 2 else "mnist",
 
 
 def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
-                once: bool = False) -> Iterator[tuple[np.ndarray, object]]:
+                once: bool = False, faces: list[Path] | None = None) -> Iterator[tuple[np.ndarray, object]]:
     """One kind's frames, (frame, truth) one at a time: truth is a digit, a string of digits (multi) or None
     (blank). Each kind draws from its own generator, so its frames are the same whichever other kinds are made.
     ``once``: MNIST test digits are taken without replacement (a seeded order of the test set; a row of
-    ``multi`` takes four), so no digit is drawn twice; the frames' looks are the same as without it."""
-    from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton
+    ``multi`` takes four), so no digit is drawn twice; the frames' looks are the same as without it. ``faces``: the
+    font files other_print and other_pen draw, frame i in ``faces[i % len(faces)]`` (default: OTHER_FACES)."""
+    from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton, ttf_bitmap
     from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
     look = Look()
@@ -141,8 +146,9 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
                                                                 rng.uniform(0.3, 0.6) * sheet), rng)
             yield frame, label
         elif kind in ("other_print", "other_pen"):
+            # The face is drawn even with ``faces``, so that the frames' looks are the same either way.
             digit, face = int(rng.integers(10)), OTHER_FACES[int(rng.integers(len(OTHER_FACES)))]
-            bitmap = other_bitmap(face, digit)
+            bitmap = other_bitmap(face, digit) if faces is None else ttf_bitmap(faces[i % len(faces)], digit)
             if kind == "other_pen":
                 bitmap = pen(skeleton(bitmap), rng.uniform(0.03, 0.25))
             yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
@@ -157,6 +163,21 @@ def other_bitmap(face: str, digit: int) -> np.ndarray:
     from edgekit.toolkit.fonts import ttf_bitmap
 
     return ttf_bitmap(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf", digit)
+
+
+def font_files(paths: list[str]) -> list[Path]:
+    """The .ttf/.otf files named, a folder's (recursively) in name order; ValueError when there are none."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in (".ttf", ".otf"))
+        elif p.suffix.lower() in (".ttf", ".otf") and p.is_file():
+            found.append(p)
+        else:
+            raise ValueError(f"{p}: not a .ttf/.otf file or a folder")
+    if not found:
+        raise ValueError(f"no .ttf/.otf file in {' '.join(paths)}")
+    return found
 
 
 def _mnist_big(digit: np.ndarray) -> np.ndarray:
@@ -276,16 +297,18 @@ def rights(kind: str, truths: list, reads: list) -> list[bool]:
     return [r is None if kind == "blank" else r == t for r, t in zip(reads, truths)]
 
 
-def score(kind: str, truths: list, reads: list) -> dict:
+def score(kind: str, truths: list, reads: list, source: Callable[[int], str] | None = None) -> dict:
+    """A kind's accuracy, "no digit" rate and confusions; with ``source`` (which source frame i drew, as SOURCE
+    says), the accuracy of each source apart."""
     n = len(truths)
     if kind == "blank":
         return {"frames": n, "no_digit": sum(r is None for r in reads) / n}
     row = {"frames": n, "accuracy": sum(r == t for r, t in zip(reads, truths)) / n,
            "no_digit": sum(r is None for r in reads) / n}
-    if kind in SOURCE:
+    if source is not None:
         right: dict[str, list[bool]] = {}
         for i, (r, t) in enumerate(zip(reads, truths)):
-            right.setdefault(SOURCE[kind](i), []).append(r == t)
+            right.setdefault(source(i), []).append(r == t)
         row["by_source"] = {src: {"frames": len(v), "accuracy": sum(v) / len(v)} for src, v in sorted(right.items())}
     if kind == "multi":
         digits = sum(sum(a == b for a, b in zip(r or "", t)) for r, t in zip(reads, truths))
@@ -322,6 +345,9 @@ def main() -> int:
     ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
     ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
     ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of frame to make, comma-separated (default: all)")
+    ap.add_argument("--faces", nargs="+", metavar="FONT",
+                    help="other_print and other_pen draw these .ttf/.otf files (a folder: every one inside) in turn, "
+                         "instead of the faces inside matplotlib's package, and report each apart")
     ap.add_argument("--each-digit-once", action="store_true",
                     help="draw MNIST test digits without replacement (no digit twice in a kind; --per-kind up to 10,000)")
     args = ap.parse_args()
@@ -329,6 +355,14 @@ def main() -> int:
     if unknown := set(args.kinds.split(",")) - set(KINDS):
         ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
 
+    sources = dict(SOURCE)
+    faces = None
+    if args.faces:
+        try:
+            faces = font_files(args.faces)
+        except ValueError as e:
+            ap.error(str(e))
+        sources["other_print"] = sources["other_pen"] = lambda i: faces[i % len(faces)].stem
     with np.load(args.data) as d:
         x_test, y_test = d["x_test"], d["y_test"]
     if args.each_digit_once and args.per_kind * (STRIP if "multi" in kinds else 1) > len(x_test):
@@ -354,7 +388,7 @@ def main() -> int:
             truths[kind] = []
             for name in readers:
                 reads[name][kind] = []
-            stream = kind_frames(kind, x_test, y_test, args.per_kind, args.seed, args.each_digit_once)
+            stream = kind_frames(kind, x_test, y_test, args.per_kind, args.seed, args.each_digit_once, faces)
             while True:
                 t0 = time.perf_counter()
                 chunk = list(itertools.islice(stream, CHUNK))
@@ -383,7 +417,7 @@ def main() -> int:
     rows = []
     names = list(readers)
     for kind in kinds:
-        row = {"kind": kind, **{name: score(kind, truths[kind], reads[name][kind]) for name in names}}
+        row = {"kind": kind, **{name: score(kind, truths[kind], reads[name][kind], sources.get(kind)) for name in names}}
         first = rights(kind, truths[kind], reads[names[0]][kind])
         for name in names[1:]:
             this = rights(kind, truths[kind], reads[name][kind])
@@ -406,6 +440,7 @@ def main() -> int:
         print("-A/+B: of the same frames, A read right only by the first reader, B only by this one")
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
               "per_kind": args.per_kind, **({"each_digit_once": True} if args.each_digit_once else {}),
+              **({"faces": [str(f) for f in faces]} if faces else {}),
               "kinds": list(kinds), "readers": names, "rows": rows, "opencv": cv2.__version__}
     if comparison is not None:
         result["preprocess_comparison"] = {"old_preprocess": args.old_preprocess, "rows": comparison}
