@@ -127,9 +127,11 @@ def pen(line: np.ndarray, fraction: float) -> np.ndarray:
     return tight(cv2.GaussianBlur(drawn, (3, 3), 0))
 
 
-def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke: float | None = None) -> np.ndarray:
+def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke: float | None = None,
+               foot: bool = True) -> np.ndarray:
     """``digit`` in a random face of OpenCV's (``hershey``) or DejaVu (``dejavu``; ``any``: either), uint8 coverage
-    about CANVAS px tall; with ``stroke``, redrawn by a pen that wide (a fraction of the height)."""
+    about CANVAS px tall; with ``stroke``, redrawn by a pen that wide (a fraction of the height); without ``foot``,
+    a 1 loses the foot these faces give it (``without_foot``)."""
     if family == "any":
         family = "hershey" if rng.random() < 0.5 else "dejavu"
     if family == "hershey":
@@ -139,14 +141,46 @@ def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke
         face, draw = (DEJAVU_FACES[int(rng.integers(len(DEJAVU_FACES)))],), dejavu_bitmap
     else:
         raise ValueError(f"unknown font family {family!r}; use hershey, dejavu or any")
+    foot = foot or digit != 1
     if stroke is None:
-        return draw(int(digit), *face) if family == "hershey" else draw(*face, int(digit))
-    return pen(_centre_line(family, int(digit), face), stroke)
+        bitmap = draw(int(digit), *face) if family == "hershey" else draw(*face, int(digit))
+        return bitmap if foot else without_foot(bitmap)
+    return pen(_centre_line(family, int(digit), face, foot), stroke)
 
 
 @lru_cache(maxsize=None)
-def _centre_line(family: str, digit: int, face: tuple) -> np.ndarray:
-    return skeleton(hershey_bitmap(digit, *face) if family == "hershey" else dejavu_bitmap(*face, digit))
+def _centre_line(family: str, digit: int, face: tuple, foot: bool = True) -> np.ndarray:
+    bitmap = hershey_bitmap(digit, *face) if family == "hershey" else dejavu_bitmap(*face, digit)
+    # Without the foot, the face's own centre line is cut (the outline's cut end would thin into a fork).
+    return skeleton(bitmap) if foot else skeleton(bitmap) * _stem_only(bitmap, line=True)
+
+
+def without_foot(bitmap: np.ndarray) -> np.ndarray:
+    """A uint8 glyph of a 1 without the foot (the bar it stands on) that DejaVu and OpenCV's faces give it: the
+    flag-and-stem 1 of most sans faces (Helvetica's, Roboto's)."""
+    return tight(bitmap * _stem_only(bitmap))
+
+
+def _stem_only(bitmap: np.ndarray, line: bool = False) -> np.ndarray:
+    """A 0/1 uint8 mask of a 1's glyph without its foot: the stem is followed down from its middle (the rows as
+    wide as the stem, not the flag's), upright or slanted, and below 0.7 of the height only a stem's width around
+    that line is kept (``line``: 3 pixels, for the glyph's centre line)."""
+    h, w = bitmap.shape
+    keep = np.ones((h, w), np.uint8)
+    ys = np.arange(int(0.35 * h), int(0.7 * h))
+    spans = [(y, np.nonzero(bitmap[y] > 127)[0]) for y in ys]
+    spans = [(y, xs.min(), xs.max()) for y, xs in spans if len(xs)]
+    if len(spans) < 2:
+        return keep
+    width = np.array([b - a + 1 for _, a, b in spans], np.float64)
+    stem = [(y, (a + b) / 2) for (y, a, b), wd in zip(spans, width) if wd <= 1.25 * np.median(width)]
+    slope, at = np.polyfit([y for y, _ in stem], [c for _, c in stem], 1) if len(stem) > 1 else (0.0, stem[0][1])
+    half = 3.0 if line else 0.6 * float(np.median(width))
+    cols = np.arange(w)
+    for y in range(int(0.7 * h), h):
+        c = slope * y + at
+        keep[y, (cols < c - half) | (cols > c + half)] = 0
+    return keep
 
 
 def shape_glyph(bitmap: np.ndarray, rng: np.random.Generator, height: float, rotation: float = 8.0,

@@ -229,3 +229,33 @@ def test_the_pen_is_as_wide_as_asked(family):
             bitmap = font_digit(digit, rng, family, target)
             want = target * bitmap.shape[0]
             assert -0.25 * want - 1 <= stroke_width(bitmap) - want <= 0.75 * want + 2, (digit, target)  # pixels
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("family", ["hershey", "dejavu"])
+def test_a_one_without_its_foot_keeps_its_flag_and_stem(family):
+    """Most sans faces print a 1 as a flag and a stem; DejaVu's and OpenCV's faces give theirs a foot, so the
+    camera recipe also draws their 1s without it. How far the bottom rows reach past the stem, over the height:
+    with the foot 0.27 and more, without it at most 0.07 (60 draws of each pen, 2026-12-07), so the measure can
+    fail; the flag (at least 0.19) and the height stay. Other digits and the generator's draws are unchanged."""
+    def past_stem(bitmap: np.ndarray, rows: slice) -> float:
+        h = bitmap.shape[0]
+        def widths(part): return [np.ptp(np.nonzero(r)[0]) + 1 for r in part > 127 if r.any()]
+        return (max(widths(bitmap[rows])) - np.median(widths(bitmap[int(0.45 * h) : int(0.7 * h)]))) / h
+
+    for seed in range(12):
+        for stroke in (None, 0.04, 0.12, 0.25):
+            with_foot = font_digit(1, np.random.default_rng(seed), family, stroke)
+            without = font_digit(1, np.random.default_rng(seed), family, stroke, foot=False)
+            h, hf = without.shape[0], with_foot.shape[0]
+            check(f"fonts: a footed {family} 1's bottom past its stem", past_stem(with_foot, slice(int(0.93 * hf), hf)),
+                  ">=", 0.2)
+            check(f"fonts: a footless {family} 1's bottom past its stem", past_stem(without, slice(int(0.93 * h), h)),
+                  "<=", 0.12)
+            check(f"fonts: a footless {family} 1's flag past its stem", past_stem(without, slice(0, int(0.2 * h))),
+                  ">=", 0.12)
+            check(f"fonts: a footless {family} 1's height over the footed one's", h / hf, ">=", 0.85)
+    for digit in (0, 4, 7):
+        a, b = np.random.default_rng(3), np.random.default_rng(3)
+        assert np.array_equal(font_digit(digit, a, family, 0.1), font_digit(digit, b, family, 0.1, foot=False))
+        assert a.random() == b.random()
