@@ -151,8 +151,9 @@ def font_digit(digit: int, rng: np.random.Generator, family: str = "any", stroke
 @lru_cache(maxsize=None)
 def _centre_line(family: str, digit: int, face: tuple, foot: bool = True) -> np.ndarray:
     bitmap = hershey_bitmap(digit, *face) if family == "hershey" else dejavu_bitmap(*face, digit)
+    line = skeleton(bitmap)
     # Without the foot, the face's own centre line is cut (the outline's cut end would thin into a fork).
-    return skeleton(bitmap) if foot else skeleton(bitmap) * _stem_only(bitmap, line=True)
+    return line if foot else line * _stem_only(bitmap, line=True)
 
 
 def without_foot(bitmap: np.ndarray) -> np.ndarray:
