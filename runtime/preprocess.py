@@ -10,7 +10,7 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
    8's loop) loses;
 3. a threshold that survives uneven light: the paper is estimated by a morphological closing (opening for
    light ink) wider than any stroke (a marker's is up to a quarter of the digit's height), so a lighting
-   gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all;
+   gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all, and fainter ink joined to it (a hairline) kept with it;
 4. connected components: specks, frame-border touchers (paper edges, table, fingers) and solid blobs are
    rejected; pieces of one digit that overlap horizontally are merged, and so is a stroke written apart above or
    below a digit (a 5's bar); what is left must lie on paper (ringed by paper on every side, which the edge of a
@@ -41,6 +41,7 @@ DIGIT_BOX = 20  # MNIST: the digit's longest side fits 20 px ...
 WORK_SIZE = 320  # frames are analysed with their longest side at most this many pixels
 CROP_SIZE, CROP_PAD = 64, 4  # images at most this big are taken as crops of one digit and padded
 MIN_CONTRAST = 28  # grey levels between ink and paper below which nothing counts as ink
+HAIRLINE = 0.5  # ink down to this fraction of the threshold counts where it is joined to ink above it
 NOISE_MARGIN = 5.0  # ink must be this many noise sigmas above the paper
 MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (or ROI's) height ...
 MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
@@ -374,15 +375,22 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     t = max(t, 0.35 * count_quantile(ink, 0.998, upward=1, at_least=floor))
     if t != otsu:
         mask = cv2.threshold(ink, t, 1, cv2.THRESH_BINARY)[1]
-    # Components are labelled within the ink's bounding box (a tenth of the frame, typically) and 3 pixels of
-    # room for the ring below: the same components, numbered in the same order, at a fraction of the cost.
-    bx, by, bw, bh = cv2.boundingRect(mask)
-    if not bw:
+    if not cv2.countNonZero(mask):
         return []
+    # Hysteresis (Canny's): fainter ink, down to HAIRLINE of the threshold, counts where it is joined to ink above
+    # it, so a calligraphic pen's hairlines, fainter than its thick strokes at a camera's resolution, stay on their
+    # digit. Components are labelled in that mask, within its bounding box (a tenth of the frame, typically) and 3
+    # pixels of room for the ring below, and kept where they hold ink above the threshold.
+    joined = cv2.threshold(ink, max(MIN_CONTRAST, HAIRLINE * t), 1, cv2.THRESH_BINARY)[1]
+    bx, by, bw, bh = cv2.boundingRect(joined)
     cx, cy = max(0, bx - 3), max(0, by - 3)
-    labels, big = components(mask[cy : min(H, by + bh + 3), cx : min(W, bx + bw + 3)], max(4, int(H * W * 0.00015)))
+    region = (slice(cy, min(H, by + bh + 3)), slice(cx, min(W, bx + bw + 3)))
+    labels, big = components(joined[region], max(4, int(H * W * 0.00015)))
+    strong = np.bincount(labels[mask[region].view(bool)], minlength=int(labels.max()) + 1) > 0
     parts, own = [], {}
     for i, x, y, w, h, area in big:  # not the background, not a speck
+        if not strong[i]:
+            continue  # faint all through: a shadow's edge, a smudge, not a stroke
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
             continue  # touches the frame: paper edge, table, finger, shadow
