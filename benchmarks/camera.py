@@ -19,11 +19,18 @@ sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seed
 | on_desk | a sheet lying on a darker desk, its edges in view, with an MNIST test digit or a font digit (pen 3-25 %) |
 | other_print | typefaces edgekit never trains on: STIX (serif: regular, bold, italic, bold italic) and Computer Modern (roman, bold, italic, sans, typewriter), the other fonts inside matplotlib's package, as drawn |
 | other_pen | the same faces redrawn along their centre line with a pen from 3 % (a ballpoint) to 25 % (a marker) of the height |
+| other_hand | other people's handwriting: the UCI optdigits test set (1,797 digits by 13 writers, none of them MNIST's) that scikit-learn ships, 8x8 counts of a 32x32 bitmap, enlarged smoothly and written on paper; only with ``--optdigits`` |
+| mnist_8x8 | its control: MNIST test digits brought to the same 8x8 form (binarised, 32 px tall, 4x4 counts) and drawn the same way; only with ``--optdigits`` |
 
 The first kinds' fonts are the ones the camera recipe may train on, so they are not the independent check; the
 last two are a small one for print (other people's handwriting is kept out of the repository). MNIST digits come
 from the test set only. ``--kinds other_print,other_pen`` makes and reads only those kinds (each kind's frames are
 the same whichever others are made).
+
+``--optdigits FILE`` (``digits.csv.gz`` from scikit-learn's package: ``pip download --no-deps scikit-learn`` and
+``unzip -j scikit_learn-*.whl sklearn/datasets/data/digits.csv.gz``) adds other_hand and mnist_8x8: handwriting
+by other people than MNIST's, at a resolution far below a camera's, beside MNIST at the same resolution, so that the
+difference between the two rows is the writers' and not the 8x8's. Never train on it.
 
 Readers: each ``--model`` (default: the model bundled with edgekit) through this checkout's runtime, and each
 ``--edgekit BIN`` (another installation's command, e.g. an earlier version's venv: its own preprocessing and
@@ -72,7 +79,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
-         "on_desk", "other_print", "other_pen")  # a new kind goes last: each kind's frames come from its own index
+         "on_desk", "other_print", "other_pen", "other_hand", "mnist_8x8")  # a new kind goes last: each kind's
+# frames come from its own index
+OPTDIGITS_KINDS = ("other_hand", "mnist_8x8")  # made only with --optdigits
+OPTDIGITS_MAX_BYTES = 4 << 20  # scikit-learn's digits.csv.gz holds 0.27 MB of text
 STRIP = 4  # digits per multi frame
 CHUNK = 250  # frames made and read at a time
 # Typefaces inside matplotlib's package that edgekit never trains on (toolkit/fonts.py uses Hershey and DejaVu only).
@@ -86,12 +96,14 @@ SOURCE = {"bold_marker": lambda i: "font" if i % 2 else "mnist",
 
 
 def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int, seed: int,
-                once: bool = False, faces: list[Path] | None = None) -> Iterator[tuple[np.ndarray, object]]:
+                once: bool = False, faces: list[Path] | None = None,
+                optdigits: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[tuple[np.ndarray, object]]:
     """One kind's frames, (frame, truth) one at a time: truth is a digit, a string of digits (multi) or None
     (blank). Each kind draws from its own generator, so its frames are the same whichever other kinds are made.
     ``once``: MNIST test digits are taken without replacement (a seeded order of the test set; a row of
     ``multi`` takes four), so no digit is drawn twice; the frames' looks are the same as without it. ``faces``: the
-    font files other_print and other_pen draw, frame i in ``faces[i % len(faces)]`` (default: OTHER_FACES)."""
+    font files other_print and other_pen draw, frame i in ``faces[i % len(faces)]`` (default: OTHER_FACES).
+    ``optdigits``: (8x8 counts, labels) that other_hand draws, each once in a seeded order before any twice."""
     from edgekit.toolkit.fonts import font_digit, pen, shape_glyph, skeleton, ttf_bitmap
     from edgekit.toolkit.synthetic import Look, camera_frame, desk_frame, digit_strip, empty_frame, glyph_frame, scaled_glyph
 
@@ -152,6 +164,15 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
             if kind == "other_pen":
                 bitmap = pen(skeleton(bitmap), rng.uniform(0.03, 0.25))
             yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
+        elif kind in OPTDIGITS_KINDS:
+            if kind == "other_hand":
+                counts, labels = optdigits
+                n = int(np.random.default_rng([seed, k, 1]).permutation(len(labels))[i % len(labels)])
+                eight, label = counts[n], int(labels[n])
+            else:
+                eight, label = eight_by_eight(x_test[j]), int(y_test[j])
+            glyph = shape_glyph(from_eight_by_eight(eight), rng, height, rotation=8.0, shear=0.15, aspect=(0.9, 1.1))
+            yield glyph_frame(glyph, rng, Look(light_on_dark=0.0))[0], label
         else:  # blank
             yield empty_frame(("paper", "dark", "noise", "desk")[i % 4], rng), None
 
@@ -163,6 +184,56 @@ def other_bitmap(face: str, digit: int) -> np.ndarray:
     from edgekit.toolkit.fonts import ttf_bitmap
 
     return ttf_bitmap(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf", digit)
+
+
+def load_optdigits(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ``digits.csv.gz`` (or the same CSV uncompressed): per line 64 counts 0..16 of an 8x8 image,
+    row by row, then the label. Returns (n x 8 x 8 float32 counts, n labels); ValueError saying what is wrong."""
+    import gzip
+
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        with (gzip.open if gz else open)(path, "rb") as f:
+            text = f.read(OPTDIGITS_MAX_BYTES + 1)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read it ({e})") from None
+    if len(text) > OPTDIGITS_MAX_BYTES:
+        raise ValueError(f"{path}: more than {OPTDIGITS_MAX_BYTES >> 20} MB of text; scikit-learn's digits.csv.gz holds 0.27 MB")
+    try:
+        rows = np.array([[float(v) for v in line.split(b",")] for line in text.splitlines() if line.strip()])
+    except ValueError:
+        raise ValueError(f"{path}: not a CSV of numbers (scikit-learn's sklearn/datasets/data/digits.csv.gz)") from None
+    if rows.ndim != 2 or rows.shape[1] != 65 or not len(rows):
+        raise ValueError(f"{path}: expected lines of 65 numbers (8x8 counts and a label), got {rows.shape}")
+    counts, labels = rows[:, :64], rows[:, 64]
+    if counts.min() < 0 or counts.max() > 16 or set(np.unique(labels)) - set(range(10)):
+        raise ValueError(f"{path}: counts must be 0..16 and labels 0..9")
+    return counts.reshape(-1, 8, 8).astype(np.float32), labels.astype(np.int64)
+
+
+def eight_by_eight(digit: np.ndarray) -> np.ndarray:
+    """An MNIST digit in optdigits' form: binarised, scaled to 32 px tall and as wide as its aspect says up to 20 px
+    (squeezed beyond: in scikit-learn's copy of optdigits, 177 of 178 0s are 6 blocks wide), centred in 32x32, its
+    on-pixels counted in 4x4 blocks (8x8 float32 counts 0..16), as NIST's programs made optdigits."""
+    from edgekit.toolkit.fonts import tight
+
+    ink = tight(digit)
+    h, w = ink.shape
+    w32 = min(20, max(1, round(w * 32 / h)))
+    on = cv2.resize(ink, (w32, 32), interpolation=cv2.INTER_AREA) > 127
+    bitmap = np.zeros((32, 32), np.float32)
+    x0 = (32 - w32) // 2
+    bitmap[:, x0 : x0 + w32] = on
+    return bitmap.reshape(8, 4, 8, 4).sum(axis=(1, 3))
+
+
+def from_eight_by_eight(counts: np.ndarray) -> np.ndarray:
+    """8x8 counts 0..16 -> a uint8 glyph 160 px tall (bicubic, cut to its ink): the smooth digit they describe."""
+    from edgekit.toolkit.fonts import tight
+
+    big = cv2.resize(counts.astype(np.float32) / 16.0, (160, 160), interpolation=cv2.INTER_CUBIC)
+    return tight((np.clip(big, 0.0, 1.0) * 255).astype(np.uint8))
 
 
 def font_files(paths: list[str]) -> list[Path]:
@@ -344,16 +415,29 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--old-preprocess", help="another preprocess.py whose find_digits is compared with this checkout's")
     ap.add_argument("--json", default=str(HERE / "results" / "camera.json"))
-    ap.add_argument("--kinds", default=",".join(KINDS), help="the kinds of frame to make, comma-separated (default: all)")
+    ap.add_argument("--kinds", help="the kinds of frame to make, comma-separated (default: all; other_hand and "
+                                    "mnist_8x8 only with --optdigits)")
     ap.add_argument("--faces", nargs="+", metavar="FONT",
                     help="other_print and other_pen draw these .ttf/.otf files (a folder: every one inside) in turn, "
                          "instead of the faces inside matplotlib's package, and report each apart")
+    ap.add_argument("--optdigits", metavar="FILE",
+                    help="scikit-learn's sklearn/datasets/data/digits.csv.gz: adds other_hand (other people's "
+                         "handwriting, 8x8) and mnist_8x8 (MNIST at the same 8x8)")
     ap.add_argument("--each-digit-once", action="store_true",
                     help="draw MNIST test digits without replacement (no digit twice in a kind; --per-kind up to 10,000)")
     args = ap.parse_args()
-    kinds = tuple(k for k in KINDS if k in args.kinds.split(","))
-    if unknown := set(args.kinds.split(",")) - set(KINDS):
+    asked = args.kinds.split(",") if args.kinds else [k for k in KINDS if args.optdigits or k not in OPTDIGITS_KINDS]
+    kinds = tuple(k for k in KINDS if k in asked)
+    if unknown := set(asked) - set(KINDS):
         ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    if set(kinds) & set(OPTDIGITS_KINDS) and not args.optdigits:
+        ap.error(f"{' and '.join(OPTDIGITS_KINDS)} need --optdigits (scikit-learn's sklearn/datasets/data/digits.csv.gz)")
+    optdigits = None
+    if args.optdigits:
+        try:
+            optdigits = load_optdigits(args.optdigits)
+        except ValueError as e:
+            ap.error(str(e))
 
     sources = dict(SOURCE)
     faces = None
@@ -388,7 +472,7 @@ def main() -> int:
             truths[kind] = []
             for name in readers:
                 reads[name][kind] = []
-            stream = kind_frames(kind, x_test, y_test, args.per_kind, args.seed, args.each_digit_once, faces)
+            stream = kind_frames(kind, x_test, y_test, args.per_kind, args.seed, args.each_digit_once, faces, optdigits)
             while True:
                 t0 = time.perf_counter()
                 chunk = list(itertools.islice(stream, CHUNK))
@@ -441,6 +525,7 @@ def main() -> int:
     result = {"created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv), "seed": args.seed,
               "per_kind": args.per_kind, **({"each_digit_once": True} if args.each_digit_once else {}),
               **({"faces": [str(f) for f in faces]} if faces else {}),
+              **({"optdigits": args.optdigits} if optdigits else {}),
               "kinds": list(kinds), "readers": names, "rows": rows, "opencv": cv2.__version__}
     if comparison is not None:
         result["preprocess_comparison"] = {"old_preprocess": args.old_preprocess, "rows": comparison}
