@@ -22,8 +22,9 @@ sensor noise, JPEG; ``toolkit/synthetic.py``) of one of these, drawn from a seed
 | other_hand | other people's handwriting: the UCI optdigits test set (1,797 digits by 13 writers, none of them MNIST's) that scikit-learn ships, 8x8 counts of a 32x32 bitmap, enlarged smoothly and written on paper; only with ``--optdigits`` |
 | mnist_8x8 | its control: MNIST test digits brought to the same 8x8 form (binarised, 32 px tall, 4x4 counts) and drawn the same way; only with ``--optdigits`` |
 
-The first kinds' fonts are the ones the camera recipe may train on, so they are not the independent check; the
-last two are a small one for print (other people's handwriting is kept out of the repository). MNIST digits come
+The first kinds' fonts are the ones the camera recipe may train on, so they are not the independent check;
+other_print and other_pen are a small one for print, other_hand one for handwriting (its file is not in the
+repository). MNIST digits come
 from the test set only. ``--kinds other_print,other_pen`` makes and reads only those kinds (each kind's frames are
 the same whichever others are made).
 
@@ -78,9 +79,9 @@ import cv2
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+# A new kind goes last: each kind's frames come from its own index.
 KINDS = ("mnist_paper", "thin_pen", "bold_marker", "hershey_print", "dejavu_print", "light_on_dark", "multi", "blank",
-         "on_desk", "other_print", "other_pen", "other_hand", "mnist_8x8")  # a new kind goes last: each kind's
-# frames come from its own index
+         "on_desk", "other_print", "other_pen", "other_hand", "mnist_8x8")
 OPTDIGITS_KINDS = ("other_hand", "mnist_8x8")  # made only with --optdigits
 OPTDIGITS_MAX_BYTES = 4 << 20  # scikit-learn's digits.csv.gz holds 0.27 MB of text
 STRIP = 4  # digits per multi frame
@@ -111,6 +112,9 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
     k = KINDS.index(kind)
     rng = np.random.default_rng([seed, k])
     order = np.random.default_rng([seed, k, 1]).permutation(len(x_test)) if once else None
+    if kind == "other_hand":
+        counts, labels = optdigits
+        shuffled = np.random.default_rng([seed, k, 1]).permutation(len(labels))
     for i in range(per_kind):
         j = int(rng.integers(len(x_test)))
         if order is not None:
@@ -166,8 +170,7 @@ def kind_frames(kind: str, x_test: np.ndarray, y_test: np.ndarray, per_kind: int
             yield glyph_frame(shape_glyph(bitmap, rng, height), rng, Look(light_on_dark=0.0))[0], digit
         elif kind in OPTDIGITS_KINDS:
             if kind == "other_hand":
-                counts, labels = optdigits
-                n = int(np.random.default_rng([seed, k, 1]).permutation(len(labels))[i % len(labels)])
+                n = int(shuffled[i % len(labels)])
                 eight, label = counts[n], int(labels[n])
             else:
                 eight, label = eight_by_eight(x_test[j]), int(y_test[j])
