@@ -435,20 +435,18 @@ def main() -> int:
         ap.error(f"unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
     if set(kinds) & set(OPTDIGITS_KINDS) and not args.optdigits:
         ap.error(f"{' and '.join(OPTDIGITS_KINDS)} need --optdigits (scikit-learn's sklearn/datasets/data/digits.csv.gz)")
-    optdigits = None
-    if args.optdigits:
+
+    def loaded(load: Callable, what):  # a file that cannot be used: a one-line usage error (exit 2)
         try:
-            optdigits = load_optdigits(args.optdigits)
-        except ValueError as e:
+            return load(what)
+        except (ValueError, OSError) as e:
             ap.error(str(e))
 
+    optdigits = loaded(load_optdigits, args.optdigits) if args.optdigits else None
     sources = dict(SOURCE)
     faces = None
     if args.faces:
-        try:
-            faces = font_files(args.faces)
-        except ValueError as e:
-            ap.error(str(e))
+        faces = loaded(font_files, args.faces)
         sources["other_print"] = sources["other_pen"] = lambda i: faces[i % len(faces)].stem
     with np.load(args.data) as d:
         x_test, y_test = d["x_test"], d["y_test"]
