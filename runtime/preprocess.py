@@ -10,7 +10,8 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
    8's loop) loses;
 3. a threshold that survives uneven light: the paper is estimated by a morphological closing (opening for
    light ink) wider than any stroke (a marker's is up to a quarter of the digit's height), so a lighting
-   gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so blank paper and a dark frame have no ink at all, and fainter ink joined to it (a hairline) kept with it;
+   gradient or shadow cancels out; ink is paper minus pixel, thresholded by Otsu with a minimum contrast so
+   blank paper and a dark frame have no ink at all, and fainter ink joined to it (a hairline) kept with it;
 4. connected components: specks, frame-border touchers (paper edges, table, fingers) and solid blobs are
    rejected; pieces of one digit that overlap horizontally are merged, and so is a stroke written apart above or
    below a digit (a 5's bar); what is left must lie on paper (ringed by paper on every side, which the edge of a
@@ -386,10 +387,10 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     cx, cy = max(0, bx - 3), max(0, by - 3)
     region = (slice(cy, min(H, by + bh + 3)), slice(cx, min(W, bx + bw + 3)))
     labels, big = components(joined[region], max(4, int(H * W * 0.00015)))
-    strong = np.bincount(labels[mask[region].view(bool)], minlength=int(labels.max()) + 1) > 0
+    strong = np.bincount(labels[mask[region].view(bool)])  # per label, its pixels above the threshold
     parts, own = [], {}
     for i, x, y, w, h, area in big:  # not the background, not a speck
-        if not strong[i]:
+        if i >= len(strong) or not strong[i]:
             continue  # faint all through: a shadow's edge, a smudge, not a stroke
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
