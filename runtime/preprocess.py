@@ -43,6 +43,9 @@ WORK_SIZE = 320  # frames are analysed with their longest side at most this many
 CROP_SIZE, CROP_PAD = 64, 4  # images at most this big are taken as crops of one digit and padded
 MIN_CONTRAST = 28  # grey levels between ink and paper below which nothing counts as ink
 HAIRLINE = 0.5  # ink down to this fraction of the threshold counts where it is joined to ink above it
+# ... and down to this many grey levels for dark ink (MIN_CONTRAST for light ink: the rim of a sheet lying on a
+# desk, where the paper estimate lags, is that faint), never under NOISE_MARGIN sigmas of the noise
+HAIRLINE_CONTRAST = MIN_CONTRAST // 2
 NOISE_MARGIN = 5.0  # ink must be this many noise sigmas above the paper
 MIN_HEIGHT_FRACTION = 0.06  # a digit is at least this fraction of the frame's (or ROI's) height ...
 MIN_HEIGHT_PX = 8  # ... and at least this many working pixels tall
@@ -380,9 +383,11 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         return []
     # Hysteresis (Canny's): fainter ink, down to HAIRLINE of the threshold, counts where it is joined to ink above
     # it, so a calligraphic pen's hairlines, fainter than its thick strokes at a camera's resolution, stay on their
-    # digit. Components are labelled in that mask, within its bounding box (a tenth of the frame, typically) and 3
-    # pixels of room for the ring below, and kept where they hold ink above the threshold.
-    joined = cv2.threshold(ink, max(MIN_CONTRAST, HAIRLINE * t), 1, cv2.THRESH_BINARY)[1]
+    # digit; in pale ink (a pencil, a dim corner) that is under MIN_CONTRAST, so dark ink's floor is
+    # HAIRLINE_CONTRAST. Components are labelled in that mask, within its bounding box (a tenth of the frame,
+    # typically) and 3 pixels of room for the ring below, and kept where they hold ink above the threshold.
+    faint = max(HAIRLINE_CONTRAST if dark else MIN_CONTRAST, NOISE_MARGIN * noise, HAIRLINE * t)
+    joined = cv2.threshold(ink, faint, 1, cv2.THRESH_BINARY)[1]
     bx, by, bw, bh = cv2.boundingRect(joined)
     cx, cy = max(0, bx - 3), max(0, by - 3)
     region = (slice(cy, min(H, by + bh + 3)), slice(cx, min(W, bx + bw + 3)))

@@ -101,6 +101,21 @@ def test_a_hairline_stays_on_its_digit():
     check("camera path: hairline frames of 30 boxed < 90 %", sum(c < 0.9 for c in covers), "<=", 15)
 
 
+@pytest.mark.numeric
+def test_a_pale_hairline_stays_on_its_digit():
+    """The same nib in pale ink (a pencil: every grey level's distance from white halved), so that half the
+    threshold is under MIN_CONTRAST: dark ink's hairlines count down to HAIRLINE_CONTRAST. Frames of 30 boxed
+    < 90 %: 4-10 over seeds 0-5 (2026-12-07); with MIN_CONTRAST as the hairlines' floor 22-29."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(30):
+        frame, box = glyph_frame(shape_glyph(_nib_zero(), rng, rng.uniform(0.25, 0.8) * 480), rng,
+                                 Look(light_on_dark=0.0))
+        frames.append(((255 - (255 - frame.astype(np.float32)) * 0.5).round().astype(np.uint8), box))
+    covers = _boxed(frames)
+    check("camera path: pale hairline frames of 30 boxed < 90 %", sum(c < 0.9 for c in covers), "<=", 15)
+
+
 def test_a_thin_pen_digit_is_still_boxed_whole():
     rng = np.random.default_rng(3)
     frames = []
