@@ -223,6 +223,20 @@ def test_an_empty_sheet_on_a_desk_stays_empty():
     check("camera path: empty sheets on a desk of 60 read as a digit", sum(bool(f) for f in found), "<=", 2)
 
 
+@pytest.mark.numeric
+def test_a_solid_block_is_not_a_digit():
+    """A filled block up to 2.4 times as tall as wide (a sticker, an eraser, a phone lying on the sheet), on paper
+    or a board: a blob, not a stroke. Read as a digit in 0 of 40 frames over seeds 0-5 (2026-12-07); without
+    find_digits' blob rule (filled over 85 % of its box) 29-33."""
+    rng = np.random.default_rng(0)
+    found = 0
+    for _ in range(40):
+        h = rng.uniform(0.1, 0.7) * 480
+        block = np.ones((int(h), int(h / rng.uniform(1.0, 2.4))), np.float32)
+        found += bool(find_digits(glyph_frame(block, rng, Look(light_on_dark=0.25))[0]))
+    check("camera path: solid blocks of 40 read as a digit", found, "<=", 3)
+
+
 @pytest.mark.parametrize("kind", ["paper", "dark", "noise"])
 def test_blank_frames_stay_empty(kind):
     rng = np.random.default_rng({"paper": 21, "dark": 22, "noise": 23}[kind])
