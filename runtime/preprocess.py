@@ -383,7 +383,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         return []
     # Hysteresis (Canny's): fainter ink, down to HAIRLINE of the threshold, counts where it is joined to ink above
     # it, so a calligraphic pen's hairlines, fainter than its thick strokes at a camera's resolution, stay on their
-    # digit; in pale ink (a pencil, a dim corner) that is under MIN_CONTRAST, so dark ink's floor is
+    # digit. In pale ink (a pencil, a dim corner) half the threshold is under MIN_CONTRAST, so dark ink's floor is
     # HAIRLINE_CONTRAST. Components are labelled in that mask, within its bounding box (a tenth of the frame,
     # typically) and 3 pixels of room for the ring below, and kept where they hold ink above the threshold.
     faint = max(HAIRLINE_CONTRAST if dark else MIN_CONTRAST, NOISE_MARGIN * noise, HAIRLINE * t)
