@@ -386,24 +386,43 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     # digit. In pale ink (a pencil, a dim corner) half the threshold is under MIN_CONTRAST, so dark ink's floor is
     # HAIRLINE_CONTRAST. Components are labelled in that mask, within its bounding box (a tenth of the frame,
     # typically) and 3 pixels of room for the ring below, and kept where they hold ink above the threshold.
+    # Under MIN_CONTRAST, a lighting gradient's residue near the frame's edges (where the paper estimate lags it)
+    # can join a digit to the edge, which rejects it: when nothing is found and strong ink touched the frame, the
+    # components are labelled again down to MIN_CONTRAST only.
+    strict = max(MIN_CONTRAST, HAIRLINE * t)
     faint = max(HAIRLINE_CONTRAST if dark else MIN_CONTRAST, NOISE_MARGIN * noise, HAIRLINE * t)
-    joined = cv2.threshold(ink, faint, 1, cv2.THRESH_BINARY)[1]
+    tried = len(retries)
+    found, edge = _groups_at(ink, noise, multi, gray, dark, retries, t, mask, faint)
+    if not found and edge and faint < strict:
+        del retries[tried:]  # the fainter labelling's pieces
+        found = _groups_at(ink, noise, multi, gray, dark, retries, t, mask, strict)[0]
+    return found
+
+
+def _groups_at(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dark: bool,
+               retries: list[Callable[[], Candidate | None]], t: float, mask: np.ndarray, level: float
+               ) -> tuple[list[Candidate], bool]:
+    """``_digit_groups`` with the threshold ``t`` (``mask``: the ink above it) and fainter ink joined down to
+    ``level``; and whether strong ink touched the frame."""
+    H, W = ink.shape
+    joined = cv2.threshold(ink, level, 1, cv2.THRESH_BINARY)[1]
     bx, by, bw, bh = cv2.boundingRect(joined)
     cx, cy = max(0, bx - 3), max(0, by - 3)
     region = (slice(cy, min(H, by + bh + 3)), slice(cx, min(W, bx + bw + 3)))
     labels, big = components(joined[region], max(4, int(H * W * 0.00015)))
     strong = np.bincount(labels[mask[region].view(bool)])  # per label, its pixels above the threshold
-    parts, own = [], {}
+    parts, own, edge = [], {}, False
     for i, x, y, w, h, area in big:  # not the background, not a speck
         if i >= len(strong) or not strong[i]:
             continue  # faint all through: a shadow's edge, a smudge, not a stroke
         x, y = x + cx, y + cy
         if x == 0 or y == 0 or x + w == W or y + h == H:
+            edge = True
             continue  # touches the frame: paper edge, table, finger, shadow
         own[i] = (x, y, x + w, y + h, area)  # kept apart: merging grows the parts' lists in place
         parts.append([*own[i], [i]])
     if not parts:
-        return []
+        return [], edge
     # Merge pieces of one digit: boxes that overlap horizontally by half the narrower one's width.
     parts.sort(key=lambda p: p[0])
     groups: list[list] = []
@@ -429,7 +448,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     plausible = [(x1, y1, x2 - x1, y2 - y1, area, ids) for x1, y1, x2, y2, area, ids in groups
                  if plausible_shape(x2 - x1, y2 - y1, area)]
     if not plausible:
-        return []
+        return [], edge
     if multi:
         tallest = max(p[3] for p in plausible)
         chosen = sorted((p for p in plausible if p[3] >= MULTI_MIN_HEIGHT * tallest), key=lambda p: p[0])
@@ -481,7 +500,7 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
         out.append(found)
         if not multi:
             break
-    return out
+    return out, edge
 
 
 def _absorb(g: list, p: list) -> None:
