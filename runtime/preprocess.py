@@ -21,7 +21,7 @@ A frame of any size, BGR/BGRA/gray and any dtype goes through these steps:
 
 Nothing plausible in view gives no crop: the caller reports "no digit" instead of guessing.
 
-One module (~550 lines) on purpose: the steps share the working image, its polarity and its noise level, and the
+One module (~580 lines) on purpose: the steps share the working image, its polarity and its noise level, and the
 small counting helpers exist for the speed of this one path (a frame costs about half a millisecond here, as much as
 the model); split, each piece would pass the same half-dozen arrays back and forth.
 """
