@@ -384,11 +384,9 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     # Hysteresis (Canny's): fainter ink, down to HAIRLINE of the threshold, counts where it is joined to ink above
     # it, so a calligraphic pen's hairlines, fainter than its thick strokes at a camera's resolution, stay on their
     # digit. In pale ink (a pencil, a dim corner) half the threshold is under MIN_CONTRAST, so dark ink's floor is
-    # HAIRLINE_CONTRAST. Components are labelled in that mask, within its bounding box (a tenth of the frame,
-    # typically) and 3 pixels of room for the ring below, and kept where they hold ink above the threshold.
-    # Under MIN_CONTRAST, a lighting gradient's residue near the frame's edges (where the paper estimate lags it)
-    # can join a digit to the edge, which rejects it: when nothing is found and strong ink touched the frame, the
-    # components are labelled again down to MIN_CONTRAST only.
+    # HAIRLINE_CONTRAST. Under MIN_CONTRAST, a lighting gradient's residue near the frame's edges (where the paper
+    # estimate lags it) can join a digit to the edge, which rejects it: when nothing is found and strong ink touched
+    # the frame, the components are labelled again down to MIN_CONTRAST only.
     strict = max(MIN_CONTRAST, HAIRLINE * t)
     faint = max(HAIRLINE_CONTRAST if dark else MIN_CONTRAST, NOISE_MARGIN * noise, HAIRLINE * t)
     tried = len(retries)
@@ -405,6 +403,8 @@ def _groups_at(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, dar
     """``_digit_groups`` with the threshold ``t`` (``mask``: the ink above it) and fainter ink joined down to
     ``level``; and whether strong ink touched the frame."""
     H, W = ink.shape
+    # Components are labelled in the mask of ink above ``level``, within its bounding box (a tenth of the frame,
+    # typically) and 3 pixels of room for the ring below, and kept where they hold ink above the threshold.
     joined = cv2.threshold(ink, level, 1, cv2.THRESH_BINARY)[1]
     bx, by, bw, bh = cv2.boundingRect(joined)
     cx, cy = max(0, bx - 3), max(0, by - 3)
