@@ -450,9 +450,11 @@ def test_the_page_answers_under_slow_readers_and_slowloris(camera_frames):
     result = serve_load.run_load(readers=8, frame_readers=8, slowloris=24, seconds=8.0, limits=Limits(header_s=2.0, write_s=2.0))
     assert result["page_requests"] >= 10, result
     assert result["page_failures"] == 0, result
-    # A generous functional bound, not a speed goal: measured worst 116 ms over 613 answers under this load
-    # (benchmarks/results/serve_load.json); the code before issue 26 answered 503 to 28,346 of 28,664.
-    assert result["page_max_ms"] < 1000, result
+    # A functional bound, not a speed goal (the 1 s goal is benchmarks/serve_load.py's): no answer waited for a
+    # stuck socket's deadline (2 s). Measured worst 116 ms over 613 answers under this load on an idle machine
+    # (benchmarks/results/serve_load.json), 1,028 ms with a 2-thread training run beside the suite (AMD EPYC, AVX2);
+    # the code before issue 26 answered 503 to 28,346 of 28,664.
+    assert result["page_max_ms"] < 2000, result
     assert result["slowloris_dropped"] == 24, result  # each at the 2 s header deadline
     assert result["server_drops"] >= 8 and result["server_open_connections_at_end"] <= 2, result  # the streams: write deadline
 
