@@ -387,8 +387,8 @@ def _digit_groups(ink: np.ndarray, noise: float, multi: bool, gray: np.ndarray, 
     # HAIRLINE_CONTRAST. Under MIN_CONTRAST, a lighting gradient's residue near the frame's edges (where the paper
     # estimate lags it) can join a digit to the edge, which rejects it: when nothing is found and strong ink touched
     # the frame, the components are labelled again down to MIN_CONTRAST only.
-    strict = max(MIN_CONTRAST, HAIRLINE * t)
     faint = max(HAIRLINE_CONTRAST if dark else MIN_CONTRAST, NOISE_MARGIN * noise, HAIRLINE * t)
+    strict = max(MIN_CONTRAST, faint)  # the same floor, not under MIN_CONTRAST
     tried = len(retries)
     found, edge = _groups_at(ink, noise, multi, gray, dark, retries, t, mask, faint)
     if not found and edge and faint < strict:
